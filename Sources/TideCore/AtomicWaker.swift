@@ -1,0 +1,99 @@
+/*
+ AtomicWaker: one slot for a waker, shared between one registering side and any number of
+ waking sides, without a lock that a waker could block on (so it is usable from an interrupt
+ handler).
+
+ Protocol (the same one tokio's AtomicWaker uses):
+ - `state` is a bit set: REGISTERING (a register call owns the slot) and WAKING (a wake call
+   owns the slot, or asked the registering call to wake on its behalf).
+ - register: CAS WAITING -> REGISTERING. On success it owns the slot, stores the new waker, and
+   tries to CAS REGISTERING -> WAITING. If that fails, a wake arrived meanwhile (WAKING is set):
+   it takes the waker back out, resets the state to WAITING and wakes it itself, so the wake is
+   not lost. If the first CAS fails because WAKING is set, a wake is in progress; the new waker
+   is woken directly (the caller will be polled again).
+ - wake/take: fetch_or(WAKING). If the old state was WAITING, this call owns the slot: it takes
+   the waker and clears WAKING. Otherwise a register (or another wake) owns it and will see the
+   WAKING bit; nothing else to do.
+ Two register calls at once are a misuse (one registering side); the second one wakes its own
+ waker so that its task re-polls, and nothing is lost.
+*/
+
+import Synchronization
+
+/// A waker slot that one side registers into and any thread (or interrupt handler) wakes.
+///
+/// Use it in a leaf future whose event comes from elsewhere: register the polling task's waker,
+/// then re-check the condition. `wake()` from the event source then wakes the registered task
+/// exactly once; a wake that races with `register` is never lost.
+public final class AtomicWaker: Sendable {
+    @usableFromInline static let waiting = 0
+    @usableFromInline static let registering = 1
+    @usableFromInline static let waking = 2
+
+    @usableFromInline let state = Atomic<Int>(0)
+    // Guarded by the protocol above: only the owner of the state bits touches it.
+    nonisolated(unsafe) var slot: Waker?
+
+    /// Creates an empty slot.
+    public init() {}
+
+    /// Stores the waker of the task polling with `context`, replacing any previous one. If a wake
+    /// arrives while registering, the task is woken at once.
+    public func register(_ context: Context) {
+        let (exchanged, current) = state.compareExchange(
+            expected: Self.waiting, desired: Self.registering, ordering: .acquiring)
+        if exchanged {
+            var previous: Waker? = nil
+            if let existing = slot.take() {
+                if existing.willWake(context) {
+                    slot = consume existing
+                } else {
+                    previous = consume existing
+                    slot = context.cloneWaker()
+                }
+            } else {
+                slot = context.cloneWaker()
+            }
+            let (released, _) = state.compareExchange(
+                expected: Self.registering, desired: Self.waiting, ordering: .acquiringAndReleasing)
+            if !released {
+                // A wake arrived while we held the slot; it left the waking to us.
+                let waker = slot.take()
+                state.store(Self.waiting, ordering: .releasing)
+                waker?.wake()
+            }
+            _ = consume previous
+            return
+        }
+        if current & Self.waking != 0 {
+            // A wake is in progress and may already have taken the old waker: make sure this
+            // task is polled again.
+            context.wake()
+        } else {
+            // Concurrent register (misuse); have the caller poll again rather than lose a wake.
+            context.wake()
+        }
+    }
+
+    /// Wakes the registered task, if any, and empties the slot.
+    public func wake() {
+        take()?.wake()
+    }
+
+    /// Removes and returns the registered waker, if any, without waking it. Racing with
+    /// `register`, it returns `nil` and the registering side wakes its own waker instead.
+    public func take() -> Waker? {
+        let previous = state.bitwiseOr(Self.waking, ordering: .acquiringAndReleasing).oldValue
+        if previous == Self.waiting {
+            let waker = slot.take()
+            state.bitwiseAnd(~Self.waking, ordering: .releasing)
+            return waker
+        }
+        return nil
+    }
+
+    /// Drops the registered waker without waking it (a future that stops waiting calls this).
+    public func clear() {
+        _ = take()
+    }
+}
