@@ -1,0 +1,143 @@
+/*
+ The one adapter between Swift async code and poll-based futures.
+
+ A Swift task awaits a future by polling it in place (the future lives in the async function's
+ frame, which never moves) with a waker whose data pointer is a `ContinuationWaker`. When the
+ future is pending, the task suspends with an unsafe continuation stored in that box; the waker
+ resumes it, and the task polls again.
+
+ ContinuationWaker states (one atomic word):
+   idle      - polling, or about to; no continuation stored
+   waiting   - suspended; `continuation` is set and owned by whoever moves the state out of waiting
+   notified  - a wake came while idle; the next suspend resumes at once
+ Before each poll the state is reset to idle (the poll itself observes everything that happened
+ before it). A wake during the poll sets notified, so the suspend that follows does not sleep:
+ no lost wakeup. Exactly one party moves waiting -> idle and resumes the continuation.
+*/
+
+import Synchronization
+import TideCore
+
+final class ContinuationWaker: @unchecked Sendable {
+    static let idle = 0
+    static let waiting = 1
+    static let notified = 2
+
+    let state = Atomic<Int>(0)
+    // Written by the task before it publishes `waiting`; taken by whoever leaves `waiting`.
+    var continuation: UnsafeContinuation<Void, Never>?
+
+    func wake() {
+        var current = state.load(ordering: .acquiring)
+        while true {
+            switch current {
+            case Self.waiting:
+                let (exchanged, original) = state.compareExchange(
+                    expected: Self.waiting, desired: Self.idle, ordering: .acquiringAndReleasing)
+                if exchanged {
+                    let continuation = self.continuation.take()
+                    continuation?.resume()
+                    return
+                }
+                current = original
+            case Self.idle:
+                let (exchanged, original) = state.compareExchange(
+                    expected: Self.idle, desired: Self.notified, ordering: .acquiringAndReleasing)
+                if exchanged { return }
+                current = original
+            default:
+                return
+            }
+        }
+    }
+
+    /// Stores the continuation and sleeps, unless a wake already arrived.
+    func suspend(_ continuation: UnsafeContinuation<Void, Never>) {
+        self.continuation = continuation
+        let (exchanged, _) = state.compareExchange(
+            expected: Self.idle, desired: Self.waiting, ordering: .acquiringAndReleasing)
+        if !exchanged {
+            // Notified while we were polling: resume straight away.
+            self.continuation = nil
+            state.store(Self.idle, ordering: .releasing)
+            continuation.resume()
+        }
+    }
+
+    static let vtable = WakerVTable(
+        clone: { data in
+            _ = Unmanaged<ContinuationWaker>.fromOpaque(data!).retain()
+            return data
+        },
+        wake: { data in
+            let box = Unmanaged<ContinuationWaker>.fromOpaque(data!)
+            box.takeUnretainedValue().wake()
+            box.release()
+        },
+        wakeByRef: { data in
+            Unmanaged<ContinuationWaker>.fromOpaque(data!).takeUnretainedValue().wake()
+        },
+        drop: { data in
+            Unmanaged<ContinuationWaker>.fromOpaque(data!).release()
+        }
+    )
+}
+
+extension Future {
+    /// Awaits this future from Swift async code: polls it, suspends the task while it is pending,
+    /// and returns its output. Cancellation of the calling task is ignored (the future runs to
+    /// completion); use ``waitCancellable()`` for operations that should stop when the task is
+    /// cancelled.
+    ///
+    /// Works on any executor (Tide's runtimes, Swift's global executor, an actor).
+    @inlinable
+    public nonisolated(nonsending) func wait() async -> Output {
+        var future = self
+        return await pollToCompletion(&future, cancellable: false)!
+    }
+
+    /// Awaits this future, or stops when the calling task is cancelled.
+    ///
+    /// On cancellation the future is dropped (whatever it registered is deregistered by its
+    /// cleanup) and `CancellationError` is thrown. Whether data can be lost depends on the future:
+    /// Tide's leaf operations document whether they are cancel-safe.
+    @inlinable
+    public nonisolated(nonsending) func waitCancellable() async throws(CancellationError) -> Output {
+        var future = self
+        guard let output = await pollToCompletion(&future, cancellable: true) else {
+            throw CancellationError()
+        }
+        return output
+    }
+}
+
+/// Polls `future` until it is ready; returns nil if `cancellable` and the task was cancelled.
+@usableFromInline
+nonisolated(nonsending) func pollToCompletion<F: Future>(
+    _ future: inout F, cancellable: Bool
+) async -> F.Output? {
+    // Fast path: many leaf operations are ready at once; poll before allocating anything.
+    let noop = Waker.noop
+    var probe = Context(waker: noop)
+    if case .ready(let output) = future.poll(&probe) { return output }
+
+    let box = ContinuationWaker()
+    let waker = Waker(
+        data: UnsafeRawPointer(Unmanaged.passRetained(box).toOpaque()),
+        vtable: ContinuationWaker.vtable)
+    var context = Context(waker: waker)
+    return await withTaskCancellationHandler {
+        while true {
+            if cancellable && Task.isCancelled { return nil }
+            box.state.store(ContinuationWaker.idle, ordering: .releasing)
+            if case .ready(let output) = future.poll(&context) {
+                return output
+            }
+            await withUnsafeContinuation { continuation in
+                box.suspend(continuation)
+            }
+        }
+    } onCancel: {
+        if cancellable { box.wake() }
+    }
+}
