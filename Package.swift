@@ -14,7 +14,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "TideCore"),
-        .target(name: "Tide", dependencies: ["TideCore"]),
+        .target(name: "CTide", linkerSettings: [.linkedLibrary("util")]),
+        .target(name: "Tide", dependencies: ["TideCore", "CTide"]),
         .executableTarget(
             name: "tide",
             dependencies: [

@@ -1,0 +1,39 @@
+import Synchronization
+
+/// The handle of a Swift task started with ``Tide/spawn(_:)`` or ``Runtime/spawn(_:)-(()->T)``.
+///
+/// Await ``value`` for the task's result; ``cancel()`` requests cancellation (the task sees
+/// `Task.isCancelled` and Tide's operations throw `CancellationError`). Awaiting ``value`` more
+/// than once returns the same result each time. Dropping the handle does not cancel the task.
+public struct JoinHandle<Success: Sendable>: Sendable {
+    let task: Task<Success, any Error>
+    let finished: Flag
+
+    final class Flag: Sendable {
+        let value = Atomic<Bool>(false)
+    }
+
+    init(executor: (any TaskExecutor)?, _ body: sending @escaping () async throws -> Success) {
+        let flag = Flag()
+        finished = flag
+        task = Task(executorPreference: executor) {
+            defer { flag.value.store(true, ordering: .releasing) }
+            return try await body()
+        }
+    }
+
+    /// The task's result: its return value, or the error it threw (`CancellationError` when it
+    /// stopped because it was cancelled).
+    public var value: Success {
+        get async throws { try await task.value }
+    }
+
+    /// Requests cancellation of the task.
+    public func cancel() { task.cancel() }
+
+    /// Whether the task has finished (returned or thrown).
+    public var isFinished: Bool { finished.value.load(ordering: .acquiring) }
+
+    /// Whether cancellation was requested.
+    public var isCancelled: Bool { task.isCancelled }
+}

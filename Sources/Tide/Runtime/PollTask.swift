@@ -1,0 +1,206 @@
+/*
+ PollTask: a light task that runs a poll-based `Future`: one allocation holding the state word,
+ the future, its output and the join waker. The task object is its own waker (data pointer =
+ the object, clone = retain, drop = release), so waking allocates nothing.
+
+ State word (low 3 bits) and transitions, all by CAS:
+   idle      --wake-->   scheduled (the waker pushes the task onto the run queue)
+   scheduled --run-->    running
+   running   --wake-->   notified  (woken while being polled; re-queued after the poll)
+   running   --pending-> idle, or notified -> scheduled (pushed again, behind other work)
+   running   --ready-->  complete  (output stored first; the join waker is woken)
+ Bit 3 (cancelRequested) is set by `cancel()`, which then wakes the task; the next run drops the
+ future instead of polling it and completes as cancelled. Wakes of a complete task do nothing.
+*/
+
+import Synchronization
+import TideCore
+
+class PollTaskBase: @unchecked Sendable {
+    static let idle = 0
+    static let scheduled = 1
+    static let running = 2
+    static let notified = 3
+    static let complete = 4
+    static let stateMask = 7
+    static let cancelRequested = 8
+
+    let state = Atomic<Int>(0)
+    let joinWaker = AtomicWaker()
+    let scheduler: Runtime
+
+    init(scheduler: Runtime) {
+        self.scheduler = scheduler
+    }
+
+    /// Polls the future once (state is `running`); returns true when the task completed.
+    func pollFuture(_ context: inout Context) -> Bool { preconditionFailure("abstract") }
+    /// Drops the future and records cancellation as the result.
+    func cancelFuture() { preconditionFailure("abstract") }
+
+    var isComplete: Bool { state.load(ordering: .acquiring) & Self.stateMask == Self.complete }
+
+    final func wake() {
+        var current = state.load(ordering: .acquiring)
+        while true {
+            let next: Int
+            switch current & Self.stateMask {
+            case Self.idle: next = (current & ~Self.stateMask) | Self.scheduled
+            case Self.running: next = (current & ~Self.stateMask) | Self.notified
+            default: return
+            }
+            let (exchanged, original) = state.compareExchange(
+                expected: current, desired: next, ordering: .acquiringAndReleasing)
+            if exchanged {
+                if current & Self.stateMask == Self.idle { scheduler.schedule(self) }
+                return
+            }
+            current = original
+        }
+    }
+
+    final func cancel() {
+        state.bitwiseOr(Self.cancelRequested, ordering: .acquiringAndReleasing)
+        wake()
+    }
+
+    /// Runs one scheduling turn of the task; called by the scheduler only.
+    final func run() {
+        let current = state.load(ordering: .acquiring)
+        guard current & Self.stateMask == Self.scheduled else { return }
+        state.store((current & ~Self.stateMask) | Self.running, ordering: .releasing)
+        let finished: Bool
+        if current & Self.cancelRequested != 0 {
+            cancelFuture()
+            finished = true
+        } else {
+            var context = Context(
+                unownedData: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()),
+                vtable: Self.vtable)
+            finished = pollFuture(&context)
+        }
+        if finished {
+            let flags = state.load(ordering: .acquiring) & ~Self.stateMask
+            state.store(flags | Self.complete, ordering: .releasing)
+            scheduler.taskFinished()
+            joinWaker.wake()
+            return
+        }
+        var observed = state.load(ordering: .acquiring)
+        while true {
+            let flags = observed & ~Self.stateMask
+            let notified = observed & Self.stateMask == Self.notified
+            let next = flags | (notified ? Self.scheduled : Self.idle)
+            let (exchanged, original) = state.compareExchange(
+                expected: observed, desired: next, ordering: .acquiringAndReleasing)
+            if exchanged {
+                if notified { scheduler.schedule(self) }
+                return
+            }
+            observed = original
+        }
+    }
+
+    static let vtable = WakerVTable(
+        clone: { data in
+            _ = Unmanaged<PollTaskBase>.fromOpaque(data!).retain()
+            return data
+        },
+        wake: { data in
+            let task = Unmanaged<PollTaskBase>.fromOpaque(data!)
+            task.takeUnretainedValue().wake()
+            task.release()
+        },
+        wakeByRef: { data in
+            Unmanaged<PollTaskBase>.fromOpaque(data!).takeUnretainedValue().wake()
+        },
+        drop: { data in
+            Unmanaged<PollTaskBase>.fromOpaque(data!).release()
+        }
+    )
+}
+
+/// A task's output slot; the handle sees tasks through this class, whatever their future type.
+class PollTaskOutput<Output>: PollTaskBase, @unchecked Sendable {
+    // Written once before the state becomes `complete`; read only after observing `complete`.
+    var output: Output?
+}
+
+final class PollTask<F: Future>: PollTaskOutput<F.Output>, @unchecked Sendable {
+    // Touched only by the thread running the task (state `running`).
+    var future: F?
+
+    init(future: F, scheduler: Runtime) {
+        self.future = future
+        super.init(scheduler: scheduler)
+    }
+
+    override func pollFuture(_ context: inout Context) -> Bool {
+        guard future != nil else { return true }
+        if case .ready(let value) = future!.poll(&context) {
+            output = value
+            future = nil
+            return true
+        }
+        return false
+    }
+
+    override func cancelFuture() {
+        future = nil
+    }
+}
+
+/// Why joining a task produced no value.
+public enum JoinError: Error, Equatable, Sendable {
+    /// The task was cancelled before it completed.
+    case cancelled
+}
+
+/// The handle of a poll-based task started with ``Runtime/spawn(_:)-(Future)``.
+///
+/// Await ``value`` from Swift code, or poll it as a `Future` from another poll task. Joining more
+/// than once (or from several places) is fine: every join sees the same output. Dropping the
+/// handle does not cancel the task; ``cancel()`` does.
+public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
+    let task: PollTaskOutput<Output>
+
+    init(_ task: PollTaskOutput<Output>) {
+        self.task = task
+    }
+
+    /// Whether the task completed (with a value or by cancellation).
+    public var isFinished: Bool { task.isComplete }
+
+    /// Asks the task to stop: its future is dropped at its next turn and joiners get
+    /// ``JoinError/cancelled``. A task that already completed keeps its value.
+    public func cancel() { task.cancel() }
+
+    /// Ready with the task's output (or `.cancelled`) once it completed.
+    public mutating func poll(_ context: inout Context) -> Poll<Result<Output, JoinError>> {
+        if let result = finished() { return .ready(result) }
+        task.joinWaker.register(context)
+        if let result = finished() { return .ready(result) }
+        return .pending
+    }
+
+    private func finished() -> Result<Output, JoinError>? {
+        guard task.isComplete else { return nil }
+        if let output = task.output { return .success(output) }
+        return .failure(.cancelled)
+    }
+
+    /// Waits for the task and returns its output; throws ``JoinError/cancelled`` if it was
+    /// cancelled. Cancelling the waiting Swift task stops the wait, not the joined task.
+    public var value: Output {
+        get async throws(JoinError) {
+            let result: Result<Output, JoinError>
+            do {
+                result = try await self.waitCancellable()
+            } catch {
+                throw .cancelled
+            }
+            return try result.get()
+        }
+    }
+}
+
