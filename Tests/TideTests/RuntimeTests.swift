@@ -1,0 +1,205 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import Testing
+@testable import Tide
+
+struct Boom: Error, Equatable {}
+
+@Suite("Current-thread runtime")
+struct RuntimeTests {
+    @Test func runReturnsTheBodysResult() throws {
+        let runtime = try Runtime.currentThread()
+        #expect(try runtime.run { 6 * 7 } == 42)
+        // A runtime can run again after run returned.
+        #expect(try runtime.run { "again" } == "again")
+    }
+
+    @Test func runRethrowsTheBodysError() throws {
+        let runtime = try Runtime.currentThread()
+        #expect(throws: Boom.self) {
+            try runtime.run { () async throws -> Int in throw Boom() }
+        }
+    }
+
+    @Test func nestedRunIsATypedErrorNotAHang() throws {
+        let runtime = try Runtime.currentThread()
+        let error = try runtime.run { () -> RuntimeError? in
+            do {
+                _ = try runtime.run { 1 }
+                return nil
+            } catch let error as RuntimeError {
+                return error
+            }
+        }
+        #expect(error == .alreadyRunning)
+    }
+
+    @Test func shutDownRuntimeRefusesWork() throws {
+        let runtime = try Runtime.currentThread()
+        runtime.shutdown()
+        #expect(throws: RuntimeError.shutDown) { try runtime.run { 1 } }
+        #expect(throws: RuntimeError.shutDown) { try runtime.spawn(ready(1)) }
+    }
+
+    @Test func childTasksGroupsAndAsyncLetStayOnTheRuntimeThread() throws {
+        let runtime = try Runtime.currentThread()
+        let runner = UInt(pthread_self())
+        let threads = try runtime.run { () async -> [UInt] in
+            async let first = UInt(pthread_self())
+            let spawned = Tide.spawn { UInt(pthread_self()) }
+            let grouped = await withTaskGroup(of: UInt.self) { group in
+                for _ in 0..<8 { group.addTask { UInt(pthread_self()) } }
+                var all: [UInt] = []
+                for await thread in group { all.append(thread) }
+                return all
+            }
+            return [await first, (try? await spawned.value) ?? 0] + grouped
+        }
+        #expect(threads.count == 10)
+        #expect(threads.allSatisfy { $0 == runner })
+    }
+
+    @Test func joinHandleValueCancelAndIsFinished() throws {
+        let runtime = try Runtime.currentThread()
+        try runtime.run {
+            let quick = Tide.spawn { 5 }
+            let first = try await quick.value
+            let second = try await quick.value
+            #expect(first == 5 && second == 5)
+            #expect(quick.isFinished)
+
+            let slow = Tide.spawn { () async throws -> Int in
+                try await Tide.sleep(for: .seconds(60))
+                return 1
+            }
+            await Tide.yield()
+            #expect(!slow.isFinished)
+            slow.cancel()
+            await #expect(throws: CancellationError.self) { try await slow.value }
+            #expect(slow.isCancelled)
+        }
+    }
+
+    @Test func pollTasksRunAndJoinFromSwiftAndFromPollTasks() throws {
+        let runtime = try Runtime.currentThread()
+        let total = try runtime.run { () async throws -> Int in
+            let handles = try (0..<100).map { index in
+                try runtime.spawn(pollFn { context -> Poll<Int> in .ready(index) })
+            }
+            let joiner = try runtime.spawn(joinAll(handles).map { results in
+                results.reduce(0) { $0 + ((try? $1.get()) ?? 0) }
+            })
+            let viaSwift = try await handles[10].value
+            return try await joiner.value + viaSwift
+        }
+        #expect(total == 4950 + 10)
+        #expect(runtime.metrics.pollTasksAlive == 0)
+    }
+
+    @Test func cancelledPollTaskDropsItsFutureAndReportsCancelled() throws {
+        let runtime = try Runtime.currentThread()
+        let gate = Gate()
+        let outcome = try runtime.run { () async -> JoinError? in
+            let handle = try! runtime.spawn(gate.future.map { 1 })
+            await Tide.yield()
+            #expect(!handle.isFinished)
+            handle.cancel()
+            do {
+                _ = try await handle.value
+                return nil
+            } catch {
+                return error as? JoinError
+            }
+        }
+        #expect(outcome == .cancelled)
+        // The waker the task left in the gate is still valid; waking a finished task is a no-op.
+        gate.set()
+        #expect(runtime.metrics.pollTasksAlive == 0)
+    }
+
+    @Test func wakesFromOtherThreadsReachTheRuntime() throws {
+        let runtime = try Runtime.currentThread()
+        let gates = (0..<50).map { _ in Gate() }
+        let completed = try runtime.run { () async throws -> Int in
+            let handles = try gates.map { gate in try runtime.spawn(gate.future.map { 1 }) }
+            let thread = TestThread {
+                var random = TestRandom(seed: 7)
+                for gate in gates {
+                    jitter(&random, upTo: 200)
+                    gate.set()
+                }
+            }
+            var sum = 0
+            for handle in handles { sum += try await handle.value }
+            thread.join()
+            return sum
+        }
+        #expect(completed == 50)
+    }
+
+    @Test func swiftContinuationsResumedFromOtherThreads() throws {
+        let runtime = try Runtime.currentThread()
+        let values = try runtime.run { () async -> [Int] in
+            var values: [Int] = []
+            for round in 0..<200 {
+                let value = await withUnsafeContinuation { (continuation: UnsafeContinuation<Int, Never>) in
+                    let thread = TestThread { continuation.resume(returning: round) }
+                    thread.join()
+                }
+                values.append(value)
+            }
+            return values
+        }
+        #expect(values == Array(0..<200))
+    }
+
+    @Test func workSpawnedWhileStoppedRunsAtTheNextRun() throws {
+        let runtime = try Runtime.currentThread()
+        let handle = try runtime.spawn(lazy { 9 })
+        #expect(!handle.isFinished)
+        #expect(try runtime.run { try await handle.value } == 9)
+    }
+}
+
+@Suite("blockOn and ThreadParker")
+struct BlockOnTests {
+    @Test func blockOnWaitsForAWakeFromAnotherThread() {
+        let gate = Gate()
+        let thread = TestThread {
+            for _ in 0..<1000 { sched_yield() }
+            gate.set()
+        }
+        blockOn(gate.future)
+        thread.join()
+        let open = gate.open.load(ordering: .relaxed)
+        #expect(open)
+    }
+
+    @Test func parkerKeepsAnEarlyUnpark() {
+        let parker = ThreadParker()
+        parker.unpark()
+        parker.park()
+    }
+
+    @Test func localExecutorWithThreadParkerSleepsUntilWoken() {
+        let parker = ThreadParker()
+        let executor = LocalExecutor(parker: parker)
+        let gates = (0..<20).map { _ in Gate() }
+        let done = Atomic<Int>(0)
+        for gate in gates {
+            executor.spawn(gate.future.map { _ in done.add(1, ordering: .relaxed) })
+        }
+        let thread = TestThread {
+            var random = TestRandom(seed: 3)
+            for gate in gates {
+                jitter(&random, upTo: 500)
+                gate.set()
+            }
+        }
+        executor.run()
+        thread.join()
+        #expect(done.load(ordering: .relaxed) == 20)
+    }
+}
