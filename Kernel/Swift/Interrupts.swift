@@ -7,8 +7,9 @@
    exceptions). Only IRQ 0 (PIT timer, vector 32) and IRQ 1 (keyboard, vector 33) are unmasked.
  - Every gate is an interrupt gate (the CPU clears IF on entry), so a handler runs to the end
    without being interrupted; it must not block, spin or allocate.
- - End of interrupt: a handler's IRQ is acknowledged after the handler ran. A spurious IRQ 7
-   gets no EOI (the PIC did not set its in-service bit).
+ - End of interrupt: a handler's IRQ is acknowledged after the handler ran. IRQ 7 and IRQ 15
+   are masked, so they only arrive as spurious interrupts: IRQ 7 gets no EOI (the PIC did not
+   set its in-service bit), IRQ 15 only the master's (which did see the cascade).
 */
 
 import KernelSupport
@@ -80,6 +81,8 @@ func tideInterrupt(_ vector: UInt32, _ errorCode: UInt32, _ eip: UInt32) {
         Interrupts.endOfInterrupt(vector: vector)
     case 39:
         return
+    case 47:
+        port_out8(0x20, 0x20)
     case 0..<32:
         Console.write("\nKERNEL PANIC: CPU exception ")
         Console.writeHex(vector)
