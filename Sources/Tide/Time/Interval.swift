@@ -8,8 +8,8 @@ public enum MissedTickPolicy: Sendable, Equatable {
     /// Deliver one tick now and schedule the next one a full period after it (the schedule
     /// shifts).
     case delay
-    /// Deliver one tick now and drop the missed ones; the next tick is the next one on the
-    /// original schedule (like Go's `time.Ticker`). The default.
+    /// Deliver the overdue tick now and drop the others that were missed; the next tick is the
+    /// next one on the original schedule after now (like Go's `time.Ticker`). The default.
     case skip
 }
 

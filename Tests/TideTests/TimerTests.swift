@@ -1,0 +1,272 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import Testing
+@testable import Tide
+
+/// Counts wakes of one timer in the wheel tests.
+final class WakeRecorder: @unchecked Sendable {
+    let fired = Mutex<[Int]>([])
+    let index: Int
+    init(index: Int) { self.index = index }
+
+    static let vtable = WakerVTable(
+        clone: { $0.map { UnsafeRawPointer(Unmanaged<WakeRecorder>.fromOpaque($0).retain().toOpaque()) } },
+        wake: { data in
+            let recorder = Unmanaged<WakeRecorder>.fromOpaque(data!)
+            recorder.takeUnretainedValue().record()
+            recorder.release()
+        },
+        wakeByRef: { data in Unmanaged<WakeRecorder>.fromOpaque(data!).takeUnretainedValue().record() },
+        drop: { data in Unmanaged<WakeRecorder>.fromOpaque(data!).release() }
+    )
+
+    var sink: (@Sendable (Int) -> Void)?
+    func record() { sink?(index) }
+
+    func waker() -> Waker {
+        Waker(data: UnsafeRawPointer(Unmanaged.passRetained(self).toOpaque()), vtable: Self.vtable)
+    }
+}
+
+@Suite("Timing wheel")
+struct TimerWheelTests {
+    /// Deadlines far enough in the future that real time never reaches them during the test; the
+    /// test drives the wheel with simulated `now` values.
+    @Test func firesInDeadlineOrderAndNeverEarly() {
+        let wheel = TimerWheel()
+        let base = wheel.originNanoseconds + 3_600_000_000_000  // one hour in
+        var random = TestRandom(seed: 42)
+        let fireLog = Mutex<[(index: Int, at: UInt64)]>([])
+        nonisolated(unsafe) var currentNow: UInt64 = 0
+        var entries: [TimerEntry] = []
+        var recorders: [WakeRecorder] = []
+        var deadlines: [UInt64] = []
+        // Spread over every level: up to ~3 days.
+        for index in 0..<2_000 {
+            let spread: UInt64 = [64, 4_096, 262_144, 16_777_216, 268_435_456][index % 5]
+            let offsetMs = UInt64(random.next(Int(spread)))
+            let deadline = base + offsetMs * 1_000_000 + UInt64(random.next(1_000_000))
+            let entry = wheel.makeEntry(deadlineNanoseconds: deadline)
+            let recorder = WakeRecorder(index: index)
+            recorder.sink = { fired in fireLog.withLock { $0.append((fired, currentNow)) } }
+            let waker = recorder.waker()
+            var context = Context(waker: waker)
+            #expect(!entry.poll(&context).isReady)
+            entries.append(entry)
+            recorders.append(recorder)
+            deadlines.append(deadline)
+        }
+        #expect(wheel.count == 2_000)
+        // Walk simulated time forward in uneven steps past the last deadline.
+        var now = base - 5_000_000
+        let end = deadlines.max()! + 2_000_000
+        while now < end {
+            now += UInt64(1 + random.next(40_000)) * 100_000 + UInt64(random.next(3)) * 60_000_000_000
+            currentNow = now
+            wheel.advance(now: now)
+        }
+        let log = fireLog.withLock { $0 }
+        #expect(log.count == 2_000)
+        #expect(Set(log.map(\.index)).count == 2_000)
+        // Never early: each fired at a simulated time at or after its deadline.
+        #expect(log.allSatisfy { deadlines[$0.index] <= $0.at })
+        // Deadline order across advances: a timer fired in a later advance never has an earlier
+        // deadline tick than one fired before it.
+        let ticks = log.map { (deadlines[$0.index] - wheel.originNanoseconds + 999_999) / 1_000_000 }
+        var ordered = true
+        for index in 1..<ticks.count where ticks[index] < ticks[index - 1] && log[index].at != log[index - 1].at {
+            ordered = false
+        }
+        #expect(ordered)
+        // Not late either: fired in the first advance that passed its deadline tick.
+        #expect(wheel.count == 0)
+        _ = entries
+    }
+
+    @Test func droppedTimerLeavesTheWheel() {
+        let wheel = TimerWheel()
+        let recorder = WakeRecorder(index: 0)
+        do {
+            let entry = wheel.makeEntry(deadlineNanoseconds: wheel.originNanoseconds + 10_000_000_000)
+            let waker = recorder.waker()
+            var context = Context(waker: waker)
+            _ = entry.poll(&context)
+            #expect(wheel.count == 1)
+        }
+        #expect(wheel.count == 0)
+        #expect(wheel.nextDeadlineTick() == nil)
+    }
+
+    @Test func pastDeadlineIsReadyWithoutEnteringTheWheel() {
+        let wheel = TimerWheel()
+        let entry = wheel.makeEntry(deadlineNanoseconds: 0)
+        var context = Context(waker: Waker.noop)
+        #expect(entry.poll(&context).isReady)
+        #expect(wheel.count == 0)
+    }
+}
+
+@Suite("Time")
+struct TimeTests {
+    @Test func sleepsEndInDeadlineOrderAndNeverEarly() throws {
+        let runtime = try Runtime.currentThread()
+        let results = try runtime.run { () async throws -> [(Int, Bool)] in
+            try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                for (index, delay) in [40, 10, 30, 0, 20, -5].enumerated() {
+                    group.addTask {
+                        let deadline = TideClock.Instant.now.advanced(by: .milliseconds(delay))
+                        try await Tide.sleep(until: deadline)
+                        return (index, TideClock.Instant.now >= deadline)
+                    }
+                }
+                var order: [(Int, Bool)] = []
+                for try await result in group { order.append(result) }
+                return order
+            }
+        }
+        #expect(results.allSatisfy { $0.1 })
+        // 0 ms and -5 ms complete at once (in either order), then 10, 20, 30, 40 ms.
+        #expect(Set(results.prefix(2).map(\.0)) == [3, 5])
+        #expect(results.dropFirst(2).map(\.0) == [1, 4, 2, 0])
+    }
+
+    @Test func cancelledSleepLeavesNothingInTheWheel() throws {
+        let runtime = try Runtime.currentThread()
+        let armedWhileSleeping = try runtime.run { () async -> Int in
+            let sleeper = Tide.spawn { try await Tide.sleep(for: .seconds(3600)) }
+            await Tide.yield()
+            await Tide.yield()
+            let armed = runtime.metrics.timersArmed
+            sleeper.cancel()
+            _ = try? await sleeper.value
+            return armed
+        }
+        #expect(armedWhileSleeping == 1)
+        #expect(runtime.metrics.timersArmed == 0)
+    }
+
+    @Test func timeoutCancelsTheOperation() throws {
+        let runtime = try Runtime.currentThread()
+        let sawCancellation = Atomic<Bool>(false)
+        let outcome = try runtime.run { () async -> String in
+            do {
+                _ = try await Tide.timeout(.milliseconds(20)) {
+                    do {
+                        try await Tide.sleep(for: .seconds(3600))
+                    } catch is CancellationError {
+                        sawCancellation.store(true, ordering: .relaxed)
+                        throw CancellationError()
+                    }
+                    return 1
+                }
+                return "finished"
+            } catch let error as TimeoutError {
+                return "timeout \(error.duration)"
+            } catch {
+                return "other \(error)"
+            }
+        }
+        #expect(outcome == "timeout 0.02 seconds")
+        let cancelled = sawCancellation.load(ordering: .relaxed)
+        #expect(cancelled)
+        #expect(runtime.metrics.timersArmed == 0)
+    }
+
+    @Test func timeoutReturnsAQuickResultAndRethrowsErrors() throws {
+        let runtime = try Runtime.currentThread()
+        try runtime.run {
+            let value = try await Tide.timeout(.seconds(10)) { 5 }
+            #expect(value == 5)
+            await #expect(throws: Boom.self) {
+                try await Tide.timeout(.seconds(10)) { () async throws -> Int in throw Boom() }
+            }
+        }
+        #expect(runtime.metrics.timersArmed == 0)
+    }
+
+    @Test func outsideARuntimeTimeIsATypedError() async {
+        await #expect(throws: RuntimeError.noCurrentRuntime) { try await Tide.sleep(for: .milliseconds(1)) }
+        #expect(throws: RuntimeError.noCurrentRuntime) { try Tide.interval(every: .seconds(1)) }
+    }
+
+    @Test func intervalTicksOnScheduleAndRejectsBadPeriods() throws {
+        let runtime = try Runtime.currentThread()
+        let ticks = try runtime.run { () async throws -> [TideClock.Instant] in
+            #expect(throws: IntervalError.nonPositivePeriod(.zero)) { try Tide.interval(every: .zero) }
+            let start = TideClock.Instant.now
+            var ticks: [TideClock.Instant] = []
+            for await tick in try Tide.interval(every: .milliseconds(5), startingAt: start) {
+                #expect(TideClock.Instant.now >= tick)
+                ticks.append(tick)
+                if ticks.count == 5 { break }
+            }
+            return ticks.map { TideClock.Instant(nanoseconds: $0.nanoseconds - start.nanoseconds) }
+        }
+        #expect(ticks.map(\.nanoseconds) == [0, 5, 10, 15, 20].map { Int64($0) * 1_000_000 })
+    }
+
+    @Test func intervalSkipPolicyDropsMissedTicks() throws {
+        let runtime = try Runtime.currentThread()
+        let offsets = try runtime.run { () async throws -> [Int64] in
+            let start = TideClock.Instant.now
+            var offsets: [Int64] = []
+            var iterator = try Tide.interval(every: .milliseconds(10), startingAt: start).makeAsyncIterator()
+            for _ in 0..<3 {
+                guard let tick = await iterator.next() else { break }
+                offsets.append((tick.nanoseconds - start.nanoseconds) / 1_000_000)
+                // A slow consumer: misses about three ticks.
+                try await Tide.sleep(for: .milliseconds(35))
+            }
+            return offsets
+        }
+        #expect(offsets.count == 3)
+        // The tick that was due while the consumer slept is delivered late, once; the ones after
+        // it are dropped and the next one is back on the original 10 ms grid.
+        #expect(offsets[0] == 0 && offsets[1] == 10)
+        #expect(offsets[2] % 10 == 0 && offsets[2] >= 40)
+    }
+
+    @Test func intervalBurstPolicyDeliversMissedTicks() throws {
+        let runtime = try Runtime.currentThread()
+        let offsets = try runtime.run { () async throws -> [Int64] in
+            let start = TideClock.Instant.now
+            var offsets: [Int64] = []
+            var iterator = try Tide.interval(
+                every: .milliseconds(10), startingAt: start, missedTickPolicy: .burst
+            ).makeAsyncIterator()
+            _ = await iterator.next()
+            try await Tide.sleep(for: .milliseconds(35))
+            for _ in 0..<3 {
+                guard let tick = await iterator.next() else { break }
+                offsets.append((tick.nanoseconds - start.nanoseconds) / 1_000_000)
+            }
+            return offsets
+        }
+        #expect(offsets == [10, 20, 30])
+    }
+
+    @Test func clockWorksWithTaskSleep() throws {
+        let runtime = try Runtime.currentThread()
+        let elapsed = try runtime.run { () async throws -> Duration in
+            let clock = TideClock()
+            let start = clock.now
+            try await Task.sleep(for: .milliseconds(15), clock: clock)
+            return start.duration(to: clock.now)
+        }
+        #expect(elapsed >= .milliseconds(15))
+    }
+
+    @Test func idleRuntimeSleepsInsteadOfSpinning() throws {
+        let runtime = try Runtime.currentThread()
+        let (cpu, wall) = try runtime.run { () async throws -> (UInt64, UInt64) in
+            let cpuStart = threadCPUNanoseconds()
+            let wallStart = monotonicNow()
+            try await Tide.sleep(for: .milliseconds(300))
+            return (threadCPUNanoseconds() - cpuStart, monotonicNow() - wallStart)
+        }
+        // A spinning loop would use about the whole wall time; a parked one a tiny fraction.
+        #expect(cpu * 10 < wall, "CPU \(cpu) ns over \(wall) ns wall")
+    }
+}
