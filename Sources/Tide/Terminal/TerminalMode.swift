@@ -108,8 +108,11 @@ public enum TerminalError: Error, Equatable, Sendable, CustomStringConvertible {
 ///
 /// ```swift
 /// let mode: TerminalMode?
-/// do { mode = try TerminalMode.enableRaw(fd: STDIN_FILENO) }
-/// catch .notATerminal { mode = nil }   // input is a pipe or a file: read it as it is
+/// do {
+///     mode = try TerminalMode.enableRaw(fd: STDIN_FILENO)
+/// } catch .notATerminal {
+///     mode = nil   // input is a pipe or a file: read it as it is; other errors propagate
+/// }
 /// defer { mode?.restore() }
 /// ```
 ///
@@ -371,10 +374,16 @@ enum TerminalRegistry {
         _ = fcntl(record.fd, F_SETFL, restored)
     }
 
-    /// Installs the atexit hook and the signal handlers. Called once, with the lock held, after
-    /// the first record is published, so that every global the handler touches is already
-    /// initialised.
+    /// Installs the atexit hook and the signal handlers. Called once, with the lock held.
+    ///
+    /// Swift initialises globals lazily, and a first initialisation inside a signal handler
+    /// would not be async-signal-safe, so every global the handler touches is read here first.
     private static func installHooks() {
+        _ = records
+        _ = activeAttributes.load(ordering: .relaxed)
+        _ = activeFlags.load(ordering: .relaxed)
+        _ = handlersInside.load(ordering: .relaxed)
+        _ = capacity
         _ = atexit { TerminalRegistry.restoreAll() }
         var blocked = sigset_t()
         sigemptyset(&blocked)
