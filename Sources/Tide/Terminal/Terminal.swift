@@ -8,8 +8,9 @@
 
  Each `next()` first hands out decoded events; when none is left it reads. A read that returns
  EAGAIN clears the readiness it observed and waits for the next edge. When the chunk ended in a
- bare ESC the reader waits for more input for at most KeyDecoder.escapeTimeout (a select between
- readiness and a timer) and then resolves it as the Escape key. EOF (or a hang-up) flushes the
+ bare ESC and the fd is drained, the reader waits for more input for at most
+ KeyDecoder.escapeTimeout (a select between readiness and a timer), then resolves it as the
+ Escape key. EOF (or a hang-up) flushes the
  decoder and ends the sequence. Cancellation of the reading task ends it too. Whichever way it
  ends, or when the iterator is dropped, the terminal mode and flags are restored and the fd is
  deregistered; the fd itself is never closed.
@@ -155,7 +156,6 @@ final class KeyReader {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
                 decoder.feed(buffer[0..<count])
-                if decoder.hasPendingEscape { try await resolveEscape() }
                 return
             }
             if count == 0 {
@@ -170,22 +170,23 @@ final class KeyReader {
             }
             // Drained: forget the readiness we acted on (unless a newer edge arrived meanwhile).
             registration.clearReadiness(observed)
+            if decoder.hasPendingEscape, await !moreInputArrives(registration) {
+                decoder.flushPending()
+                return
+            }
         }
     }
 
-    /// After a chunk ending in ESC: wait briefly for the rest of a sequence, else it was Escape.
-    private func resolveEscape() async throws {
-        guard let registration, let runtime = Runtime.current else {
-            decoder.flushPending()
-            return
-        }
+    /// Input ended in a bare ESC and is drained: waits up to `KeyDecoder.escapeTimeout` for more
+    /// bytes. False means none came, so the ESC was the Escape key.
+    private func moreInputArrives(_ registration: IORegistration) async -> Bool {
+        guard let runtime = Runtime.current else { return false }
         let deadline = TideClock.Instant.now.advanced(by: KeyDecoder.escapeTimeout)
-        let more = select(
+        let race = select(
             ReadinessFuture(registration: registration, interest: .readable),
             Sleep(until: deadline, on: runtime))
-        let outcome = try? await more.waitCancellable()
-        if case .left = outcome { return }
-        decoder.flushPending()
+        if case .left = try? await race.waitCancellable() { return true }
+        return false
     }
 
     private func end() {

@@ -1,0 +1,247 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CTide
+import Synchronization
+import Testing
+@testable import Tide
+
+/// A pipe whose read end is non-blocking; closed when dropped.
+final class TestPipe: @unchecked Sendable {
+    let readEnd: Int32
+    let writeEnd: Int32
+    private var closed: Set<Int32> = []
+
+    init(nonBlocking: Bool = true) {
+        var fds: [Int32] = [0, 0]
+        precondition(pipe(&fds) == 0)
+        readEnd = fds[0]
+        writeEnd = fds[1]
+        if nonBlocking {
+            _ = ctide_fcntl_setfl(readEnd, ctide_fcntl_getfl(readEnd) | O_NONBLOCK)
+        }
+    }
+
+    func write(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.write(writeEnd, $0.baseAddress, $0.count) }
+    }
+
+    /// Reads everything available; returns nil on EAGAIN with nothing read.
+    func drain() -> [UInt8]? {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+            if count <= 0 { return result.isEmpty && count < 0 ? nil : result }
+            result += buffer[0..<count]
+        }
+    }
+
+    func closeWriter() {
+        if closed.insert(writeEnd).inserted { close(writeEnd) }
+    }
+
+    deinit {
+        if !closed.contains(writeEnd) { close(writeEnd) }
+        close(readEnd)
+    }
+}
+
+@Suite("Reactor")
+struct ReactorTests {
+    @Test func pipeReadinessIsEdgeTriggeredAndReArms() throws {
+        let runtime = try Runtime.currentThread()
+        let pipe = TestPipe()
+        let rounds = try runtime.run { () async throws -> [[UInt8]] in
+            let registration = try runtime.reactor.register(fd: pipe.readEnd)
+            defer { registration.deregister() }
+            var received: [[UInt8]] = []
+            for round in 0..<5 {
+                let writer = Tide.spawn {
+                    await Tide.yield()
+                    pipe.write([UInt8(round), UInt8(round)])
+                }
+                // Wait, read until EAGAIN, clear, repeat: the protocol every reader follows.
+                while true {
+                    let event = try await registration.readiness(for: .readable)
+                    #expect(event.readiness.contains(.readable))
+                    if let bytes = pipe.drain(), !bytes.isEmpty {
+                        received.append(bytes)
+                        break
+                    }
+                    registration.clearReadiness(event)
+                }
+                try await writer.value
+                // Drained: the next poll must wait for a new edge.
+                let event = try await registration.readiness(for: .readable)
+                #expect(pipe.drain() == nil)
+                registration.clearReadiness(event)
+                var context = Context(waker: Waker.noop)
+                #expect(!registration.pollReady(.readable, context: &context).isReady)
+            }
+            return received
+        }
+        #expect(rounds == (0..<5).map { [UInt8($0), UInt8($0)] })
+        #expect(runtime.metrics.ioRegistrations == 0)
+    }
+
+    @Test func staleClearDoesNotHideANewerEvent() throws {
+        let runtime = try Runtime.currentThread()
+        let pipe = TestPipe()
+        try runtime.run {
+            let registration = try runtime.reactor.register(fd: pipe.readEnd)
+            defer { registration.deregister() }
+            pipe.write([1])
+            let first = try await registration.readiness(for: .readable)
+            // A new edge is delivered before the reader gets to clear the old observation.
+            registration.deliver(.readable)
+            registration.clearReadiness(first)
+            #expect(registration.currentReadiness.contains(.readable))
+            // Clearing the newest observation does clear it.
+            let second = try await registration.readiness(for: .readable)
+            _ = pipe.drain()
+            registration.clearReadiness(second)
+            #expect(!registration.currentReadiness.contains(.readable))
+        }
+    }
+
+    @Test func closedWriterReportsReadClosed() throws {
+        let runtime = try Runtime.currentThread()
+        let pipe = TestPipe()
+        let readiness = try runtime.run { () async throws -> Readiness in
+            let registration = try runtime.reactor.register(fd: pipe.readEnd)
+            defer { registration.deregister() }
+            Tide.spawn { pipe.closeWriter() }
+            var seen: Readiness = []
+            while !seen.contains(.readClosed) {
+                let event = try await registration.readiness(for: .readable)
+                seen.formUnion(event.readiness)
+                if !seen.contains(.readClosed) { registration.clearReadiness(event) }
+            }
+            return seen
+        }
+        #expect(readiness.contains(.readClosed))
+    }
+
+    @Test func socketPairIsWritableAtOnceAndReadableAfterASend() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        let (leftFD, rightFD) = (fds[0], fds[1])
+        defer { close(leftFD); close(rightFD) }
+        for fd in fds { _ = ctide_fcntl_setfl(fd, ctide_fcntl_getfl(fd) | O_NONBLOCK) }
+        let runtime = try Runtime.currentThread()
+        let received = try runtime.run { () async throws -> UInt8 in
+            let left = try runtime.reactor.register(fd: leftFD)
+            let right = try runtime.reactor.register(fd: rightFD)
+            defer { left.deregister(); right.deregister() }
+            let writable = try await left.readiness(for: .writable)
+            #expect(writable.readiness.contains(.writable))
+            var byte: UInt8 = 7
+            #expect(send(leftFD, &byte, 1, 0) == 1)
+            _ = try await right.readiness(for: .readable)
+            var got: UInt8 = 0
+            #expect(recv(rightFD, &got, 1, 0) == 1)
+            return got
+        }
+        #expect(received == 7)
+    }
+
+    @Test func deregisterWakesTheWaiterAndForgetsTheFd() throws {
+        let runtime = try Runtime.currentThread()
+        let pipe = TestPipe()
+        let countWhileRegistered = try runtime.run { () async throws -> Int in
+            let registration = try runtime.reactor.register(fd: pipe.readEnd)
+            let count = runtime.metrics.ioRegistrations
+            let waiter = Tide.spawn { () async throws -> Bool in
+                var context = Context(waker: Waker.noop)
+                _ = registration.pollReady(.readable, context: &context)
+                let handle = try runtime.spawn(ReadinessFuture(registration: registration, interest: .readable))
+                _ = handle
+                return true
+            }
+            _ = try await waiter.value
+            registration.deregister()
+            registration.deregister()
+            return count
+        }
+        #expect(countWhileRegistered == 1)
+        #expect(runtime.metrics.ioRegistrations == 0)
+    }
+
+    @Test func registeringABadFdIsATypedError() throws {
+        let runtime = try Runtime.currentThread()
+        #expect(throws: SystemError.self) { try runtime.reactor.register(fd: -1) }
+        do {
+            _ = try runtime.reactor.register(fd: 9_999)
+        } catch {
+            #expect(error.code == EBADF)
+        }
+    }
+
+    @Test func wakesFromManyThreadsAreNeverLost() throws {
+        // Stress: many poll tasks each wait on a gate opened from one of several OS threads at
+        // random moments; every task must complete (a lost wakeup would hang: bounded by count).
+        let runtime = try Runtime.currentThread()
+        let gates = (0..<2_000).map { _ in Gate() }
+        let threadCount = 4
+        let total = try runtime.run { () async throws -> Int in
+            let handles = try gates.map { gate in try runtime.spawn(gate.future.map { 1 }) }
+            let threads = (0..<threadCount).map { offset in
+                TestThread {
+                    var random = TestRandom(seed: UInt64(offset + 1))
+                    var index = offset
+                    while index < gates.count {
+                        jitter(&random, upTo: 30)
+                        gates[index].set()
+                        index += threadCount
+                    }
+                }
+            }
+            var sum = 0
+            for handle in handles { sum += try await handle.value }
+            for thread in threads { thread.join() }
+            return sum
+        }
+        #expect(total == gates.count)
+    }
+}
+
+@Suite("AtomicWaker stress")
+struct AtomicWakerStressTests {
+    /// One consumer thread registers and re-checks, several producer threads bump a counter and
+    /// wake, with random delays. The consumer parks between polls, so a lost wakeup would leave
+    /// it asleep forever; the producers' total is bounded, so the test ends.
+    @Test func noLostWakeupsBetweenRegisterAndWake() {
+        let producers = 4
+        let perProducer = 5_000
+        let produced = Atomic<Int>(0)
+        let slot = AtomicWaker()
+        let threads = (0..<producers).map { seed in
+            TestThread {
+                var random = TestRandom(seed: UInt64(seed) + 11)
+                for _ in 0..<perProducer {
+                    produced.add(1, ordering: .releasing)
+                    slot.wake()
+                    jitter(&random, upTo: 8)
+                }
+            }
+        }
+        var seen = 0
+        let target = producers * perProducer
+        blockOn(pollFn { context -> Poll<Void> in
+            while true {
+                let now = produced.load(ordering: .acquiring)
+                if now >= target { return .ready(()) }
+                if now > seen {
+                    seen = now
+                    continue
+                }
+                slot.register(context)
+                if produced.load(ordering: .acquiring) != now { continue }
+                return .pending
+            }
+        })
+        for thread in threads { thread.join() }
+        #expect(produced.load(ordering: .relaxed) == target)
+    }
+}
