@@ -88,3 +88,31 @@ final class Tally: Sendable {
     }
     var snapshot: [Int: Int] { counts.withLock { $0 } }
 }
+
+/// Yields until `condition` holds, at most `attempts` times (bounded; returns whether it held).
+@discardableResult
+func eventually(attempts: Int = 200_000, _ condition: () -> Bool) async -> Bool {
+    for _ in 0..<attempts {
+        if condition() { return true }
+        await Task.yield()
+    }
+    return condition()
+}
+
+/// Polls `future` once with a waker that does nothing.
+func pollOnce<F: Future>(_ future: inout F) -> Poll<F.Output> {
+    let noop = Waker.noop
+    var context = Context(waker: noop)
+    return future.poll(&context)
+}
+
+/// An atomic integer that closures can capture.
+final class Counter: Sendable {
+    let atomic = Atomic<Int>(0)
+    init() {}
+    @discardableResult
+    func add(_ amount: Int = 1) -> Int { atomic.wrappingAdd(amount, ordering: .relaxed).newValue }
+    func subtract(_ amount: Int = 1) { atomic.wrappingSubtract(amount, ordering: .relaxed) }
+    func max(_ value: Int) { atomic.max(value, ordering: .relaxed) }
+    var value: Int { atomic.load(ordering: .relaxed) }
+}

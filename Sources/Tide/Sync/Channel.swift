@@ -135,7 +135,6 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @inlinable
     init(bound: Int) {
         self.bound = bound
-        super.init()
     }
 
     deinit {
@@ -240,7 +239,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     var isClosed: Bool { lock.withLock { _ in closed || receiversGone } }
 
     @usableFromInline
-    override func abandon(_ node: WaitNode) {
+    func abandon(_ node: WaitNode) {
         let wake: Waker? = lock.withLock { _ in
             if node.isQueued {
                 if node.tag == Self.receiverTag { receivers.remove(node) } else { senders.remove(node) }

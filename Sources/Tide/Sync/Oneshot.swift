@@ -56,7 +56,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline var waiters = WaitQueue()
 
     @usableFromInline
-    override init() {}
+    init() {}
 
     func send(_ value: Value) throws(OneshotSendError<Value>) {
         var list = WakeList()
@@ -113,7 +113,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     @usableFromInline
-    override func abandon(_ node: WaitNode) {
+    func abandon(_ node: WaitNode) {
         lock.withLock { _ in waiters.remove(node) }
     }
 }

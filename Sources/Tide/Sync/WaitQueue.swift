@@ -32,16 +32,12 @@
 
 import Synchronization
 
-/// A primitive that futures wait on. Subclasses override ``abandon(_:)``.
+/// A primitive that futures wait on.
 @usableFromInline
-class WaitSource: @unchecked Sendable {
-    @usableFromInline
-    init() {}
-
+protocol WaitSource: AnyObject, Sendable {
     /// The future owning `node` was dropped: take the lock, unlink the node if it is queued, and
     /// pass on (or release) whatever its signal says it received but did not use.
-    @usableFromInline
-    func abandon(_ node: WaitNode) {}
+    func abandon(_ node: WaitNode)
 }
 
 /// One waiting future's entry in a ``WaitQueue``.
@@ -87,10 +83,10 @@ final class WaitNode: @unchecked Sendable {
 @usableFromInline
 final class Waiter: @unchecked Sendable {
     @usableFromInline let node: WaitNode
-    @usableFromInline let source: WaitSource
+    @usableFromInline let source: any WaitSource
 
     @inlinable
-    init(source: WaitSource, tag: Int = 0, amount: Int = 0) {
+    init(source: any WaitSource, tag: Int = 0, amount: Int = 0) {
         self.source = source
         node = WaitNode(tag: tag, amount: amount)
     }
