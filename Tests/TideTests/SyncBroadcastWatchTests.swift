@@ -82,7 +82,7 @@ struct SyncWatchTests {
             try await rx.changed()
             return rx.borrow()
         }
-        #expect(await eventually { rx.storage.lock.withLock { _ in rx.storage.waiters.count } == 1 })
+        #expect(await eventually { rx.storage.lock.withLock { rx.storage.waiters.count } == 1 })
         tx?.send("b")
         #expect(try await withTimeout { try await waiting.value } == "b")
         tx = nil

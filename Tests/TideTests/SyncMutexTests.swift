@@ -3,7 +3,7 @@ import Testing
 @testable import Tide
 
 private func queuedWaiters<T>(_ mutex: Tide.Mutex<T>) -> Int {
-    mutex.lock.withLock { _ in mutex.waiters.count }
+    mutex.lock.withLock { mutex.waiters.count }
 }
 
 @Suite("Sync: Mutex")

@@ -22,7 +22,7 @@ struct SyncRwLockTests {
         let lock = RwLock(0)
         let reader = try #require(lock.tryRead())
         let writer = Task { try await lock.withWriteLock { $0 += 1 } }
-        #expect(await eventually { lock.lock.withLock { _ in lock.waiters.count } == 1 })
+        #expect(await eventually { lock.lock.withLock { lock.waiters.count } == 1 })
         #expect(lock.tryRead() == nil, "a new reader queues behind the waiting writer")
         try reader.unlock()
         try await withTimeout { try await writer.value }

@@ -48,7 +48,7 @@ struct SyncSemaphoreTests {
         let semaphore = try Semaphore(permits: 2)
         #expect(try semaphore.tryAcquire(2))
         let waiter = Task { try await semaphore.acquire(2) }
-        #expect(await eventually { semaphore.lock.withLock { _ in semaphore.waiters.count } == 1 })
+        #expect(await eventually { semaphore.lock.withLock { semaphore.waiters.count } == 1 })
         waiter.cancel()
         await #expect(throws: SemaphoreError.cancelled) { try await waiter.value }
         try semaphore.release(2)
@@ -84,7 +84,7 @@ struct SyncNotifyTests {
     @Test func notifyAllWakesEveryWaiterAndStoresNothing() async throws {
         let notify = Notify()
         let tasks = (0..<5).map { _ in Task { try await notify.notified() } }
-        #expect(await eventually { notify.lock.withLock { _ in notify.waiters.count } == 5 })
+        #expect(await eventually { notify.lock.withLock { notify.waiters.count } == 5 })
         notify.notifyAll()
         try await withTimeout { for task in tasks { try await task.value } }
         var later = notify.notifiedFuture()

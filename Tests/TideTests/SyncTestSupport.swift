@@ -78,15 +78,16 @@ struct TestRandom: RandomNumberGenerator {
     }
 }
 
-/// A thread-safe multiset counter for stress tests.
-final class Tally: Sendable {
-    private let counts = Synchronization.Mutex<[Int: Int]>([:])
+/// A thread-safe multiset counter for stress tests (on `SyncLock`, which TSan understands).
+final class Tally: @unchecked Sendable {
+    private let lock = SyncLock()
+    private var counts: [Int: Int] = [:]
 
-    func add(_ value: Int) { counts.withLock { $0[value, default: 0] += 1 } }
+    func add(_ value: Int) { lock.withLock { counts[value, default: 0] += 1 } }
     func add(contentsOf values: [Int]) {
-        counts.withLock { for value in values { $0[value, default: 0] += 1 } }
+        lock.withLock { for value in values { counts[value, default: 0] += 1 } }
     }
-    var snapshot: [Int: Int] { counts.withLock { $0 } }
+    var snapshot: [Int: Int] { lock.withLock { counts } }
 }
 
 /// Yields until `condition` holds, at most `attempts` times (bounded; returns whether it held).

@@ -10,8 +10,6 @@
    towards the barrier. After the generation completed there is nothing to undo.
 */
 
-import Synchronization
-
 /// Errors from ``Barrier``.
 public enum BarrierError: Error, Equatable, Sendable {
     /// A barrier needs at least one participant.
@@ -31,7 +29,7 @@ public struct BarrierWaitResult: Sendable, Equatable {
 /// Each round (generation) ends when the `count`-th task arrives; that task is told it is the
 /// leader (to do once-per-round work). A cancelled waiter takes its arrival back.
 public final class Barrier: WaitSource, @unchecked Sendable {
-    let lock = Synchronization.Mutex<Void>(())
+    let lock = SyncLock()
     let count: Int
     var arrived = 0
     var generation = 0
@@ -47,7 +45,7 @@ public final class Barrier: WaitSource, @unchecked Sendable {
     /// Arrives (first call for `waiter`) or checks the generation; registers while waiting.
     func poll(_ waiter: Waiter, _ arrive: Bool, _ context: Context) -> BarrierWaitResult? {
         var list = WakeList()
-        let result: BarrierWaitResult? = lock.withLock { _ in
+        let result: BarrierWaitResult? = lock.withLock {
             if arrive {
                 arrived += 1
                 if arrived == count {
@@ -70,7 +68,7 @@ public final class Barrier: WaitSource, @unchecked Sendable {
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        lock.withLock { _ in
+        lock.withLock {
             guard node.isQueued else { return }
             waiters.remove(node)
             arrived -= 1

@@ -14,8 +14,6 @@
    returns a message, so receiving is cancel-safe.
 */
 
-import Synchronization
-
 /// Creates broadcast channels: each message is delivered to every receiver.
 ///
 /// The channel keeps the last `capacity` messages. Sending never waits; a receiver that falls
@@ -57,7 +55,7 @@ public enum BroadcastSendError<Value: Sendable>: Error {
 
 @usableFromInline
 final class BroadcastStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
-    let lock = Synchronization.Mutex<Void>(())
+    let lock = SyncLock()
     var slots: [Value?]
     let capacity: Int
     var tail = 0
@@ -73,7 +71,7 @@ final class BroadcastStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     func send(_ value: Value) throws(BroadcastSendError<Value>) -> Int {
         var list = WakeList()
         var overwritten: Value? = nil
-        let receiverCount: Int = lock.withLock { _ in
+        let receiverCount: Int = lock.withLock {
             guard receivers > 0 else { return 0 }
             let index = tail % capacity
             overwritten = slots[index].take()
@@ -90,7 +88,7 @@ final class BroadcastStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     func close() {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             closed = true
             waiters.wakeAll(into: &list)
         }
@@ -100,7 +98,7 @@ final class BroadcastStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     func receive(
         _ receiver: BroadcastReceiver<Value>, _ waiter: Waiter?, _ context: Context?
     ) -> Result<Value, BroadcastReceiveError> {
-        lock.withLock { _ -> Result<Value, BroadcastReceiveError> in
+        lock.withLock { () -> Result<Value, BroadcastReceiveError> in
             let oldest = Swift.max(0, tail - capacity)
             if receiver.cursor < oldest {
                 let missed = oldest - receiver.cursor
@@ -124,12 +122,12 @@ final class BroadcastStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     func subscribe() -> BroadcastReceiver<Value> {
-        BroadcastReceiver(self, cursor: lock.withLock { _ in tail })
+        BroadcastReceiver(self, cursor: lock.withLock { tail })
     }
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        lock.withLock { _ in waiters.remove(node) }
+        lock.withLock { waiters.remove(node) }
     }
 }
 
@@ -171,11 +169,11 @@ public final class BroadcastReceiver<Value: Sendable>: @unchecked Sendable {
     init(_ storage: BroadcastStorage<Value>, cursor: Int) {
         self.storage = storage
         self.cursor = cursor
-        storage.lock.withLock { _ in storage.receivers += 1 }
+        storage.lock.withLock { storage.receivers += 1 }
     }
 
     deinit {
-        storage.lock.withLock { _ in storage.receivers -= 1 }
+        storage.lock.withLock { storage.receivers -= 1 }
     }
 
     /// Waits for the next message.

@@ -1,7 +1,7 @@
 /*
  Channel: the multi-producer queue behind `Sender` and `Receiver` (bounded and unbounded).
 
- State (all fields guarded by `lock`, a Synchronization.Mutex):
+ State (all fields guarded by `lock`, a `SyncLock`):
    buffer          ring of queued elements; `bound` is the capacity (Int.max when unbounded)
    closed          no more sends: `close()` was called or the last `Sender` copy went away
    receiversGone   the last `Receiver` copy went away: sends fail, the buffer was dropped
@@ -23,8 +23,6 @@
  Waking happens after the lock is released; wake-ones carry `WaitNode.woken`, broadcasts
  `WaitNode.wokenAll`.
 */
-
-import Synchronization
 
 /// Creates multi-producer channels: `let (tx, rx) = try Channel<Int>.bounded(capacity: 1024)`.
 ///
@@ -124,7 +122,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         case closed
     }
 
-    @usableFromInline let lock = Synchronization.Mutex<Void>(())
+    @usableFromInline let lock = SyncLock()
     @usableFromInline var buffer = RingBuffer<Element>()
     @usableFromInline let bound: Int
     @usableFromInline var closed = false
@@ -189,7 +187,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @inlinable
     func send(_ value: Element, _ waiter: Waiter?, _ context: Context?) -> Attempt {
         var attempt = Attempt.blocked
-        let wake = lock.withLock { _ in sendLocked(value, waiter, context, &attempt) }
+        let wake = lock.withLock { sendLocked(value, waiter, context, &attempt) }
         wake?.wake()
         return attempt
     }
@@ -199,7 +197,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     func receive(_ waiter: Waiter?, _ context: Context?, _ attempt: inout Attempt) -> Element? {
         var element: Element? = nil
         var result = Attempt.blocked
-        let wake = lock.withLock { _ in receiveLocked(waiter, context, &element, &result) }
+        let wake = lock.withLock { receiveLocked(waiter, context, &element, &result) }
         wake?.wake()
         attempt = result
         return element
@@ -209,7 +207,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline
     func close() {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             guard !closed else { return }
             closed = true
             receivers.wakeAll(into: &list)
@@ -222,7 +220,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline
     func receiversDropped() {
         var list = WakeList()
-        var dropped = lock.withLock { _ in
+        var dropped = lock.withLock {
             receiversGone = true
             senders.wakeAll(into: &list)
             receivers.wakeAll(into: &list)
@@ -233,14 +231,14 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     @usableFromInline
-    var bufferedCount: Int { lock.withLock { _ in buffer.count } }
+    var bufferedCount: Int { lock.withLock { buffer.count } }
 
     @usableFromInline
-    var isClosed: Bool { lock.withLock { _ in closed || receiversGone } }
+    var isClosed: Bool { lock.withLock { closed || receiversGone } }
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        let wake: Waker? = lock.withLock { _ in
+        let wake: Waker? = lock.withLock {
             if node.isQueued {
                 if node.tag == Self.receiverTag { receivers.remove(node) } else { senders.remove(node) }
                 return nil

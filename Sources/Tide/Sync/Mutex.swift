@@ -1,7 +1,7 @@
 /*
  Mutex<Value>: an async, FIFO-fair lock around a value.
 
- State (guarded by `lock`, a Synchronization.Mutex held only for a few instructions):
+ State (guarded by `lock`, a `SyncLock` held only for a few instructions):
    locked   whether some task owns the async lock
    waiters  FIFO of lock futures waiting for it
  Acquire: a granted node -> owned; else free and nobody queued -> take it; else register at the
@@ -33,7 +33,7 @@ public enum MutexError: Error, Equatable, Sendable {
 /// try await counter.withLock { value in value += 1 }
 /// ```
 public final class Mutex<Value>: WaitSource, @unchecked Sendable {
-    @usableFromInline let lock = Synchronization.Mutex<Void>(())
+    @usableFromInline let lock = SyncLock()
     @usableFromInline var locked = false
     @usableFromInline var waiters = WaitQueue()
     @usableFromInline var value: Value
@@ -46,7 +46,7 @@ public final class Mutex<Value>: WaitSource, @unchecked Sendable {
     /// One acquisition attempt; registers `waiter` if the lock is not available.
     @inlinable
     func acquire(_ waiter: Waiter?, _ context: Context?) -> Bool {
-        lock.withLock { _ -> Bool in
+        lock.withLock { () -> Bool in
             if let waiter, waiter.node.signal == WaitNode.granted {
                 waiter.node.signal = WaitNode.idle
                 return true
@@ -72,13 +72,13 @@ public final class Mutex<Value>: WaitSource, @unchecked Sendable {
 
     @usableFromInline
     func release() {
-        let wake = lock.withLock { _ in releaseLocked() }
+        let wake = lock.withLock { releaseLocked() }
         wake?.wake()
     }
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        let wake: Waker? = lock.withLock { _ in
+        let wake: Waker? = lock.withLock {
             if node.isQueued {
                 waiters.remove(node)
                 return nil

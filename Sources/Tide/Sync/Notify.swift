@@ -11,15 +11,13 @@
  polled before it, not ones created later.
 */
 
-import Synchronization
-
 /// Wakes waiting tasks without carrying data: a condition-variable-like signal for async code.
 ///
 /// ``notifyOne()`` wakes one waiter or, if nobody waits, stores a single permit that the next
 /// ``notified()`` consumes at once (so a notification sent just before the wait is not lost).
 /// ``notifyAll()`` wakes every current waiter and stores nothing.
 public final class Notify: WaitSource, @unchecked Sendable {
-    let lock = Synchronization.Mutex<Void>(())
+    let lock = SyncLock()
     var permit = false
     var waiters = WaitQueue()
 
@@ -28,7 +26,7 @@ public final class Notify: WaitSource, @unchecked Sendable {
 
     /// Wakes the longest-waiting task, or stores a permit if nobody waits (permits do not add up).
     public func notifyOne() {
-        let wake = lock.withLock { _ in notifyOneLocked() }
+        let wake = lock.withLock { notifyOneLocked() }
         wake?.wake()
     }
 
@@ -43,12 +41,12 @@ public final class Notify: WaitSource, @unchecked Sendable {
     /// Wakes every task waiting right now; stores no permit.
     public func notifyAll() {
         var list = WakeList()
-        lock.withLock { _ in waiters.wakeAll(signal: WaitNode.wokenAll, into: &list) }
+        lock.withLock { waiters.wakeAll(signal: WaitNode.wokenAll, into: &list) }
         list.wakeAll()
     }
 
     func poll(_ waiter: Waiter?, _ context: Context?) -> Bool {
-        lock.withLock { _ -> Bool in
+        lock.withLock { () -> Bool in
             if let waiter, waiter.node.signal != WaitNode.idle, !waiter.node.isQueued {
                 waiter.node.signal = WaitNode.idle
                 return true
@@ -65,7 +63,7 @@ public final class Notify: WaitSource, @unchecked Sendable {
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        let wake: Waker? = lock.withLock { _ in
+        let wake: Waker? = lock.withLock {
             if node.isQueued {
                 waiters.remove(node)
                 return nil

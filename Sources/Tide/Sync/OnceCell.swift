@@ -10,8 +10,6 @@
    `abandon` passes it on, so a waiting caller never hangs on an abandoned initialisation.
 */
 
-import Synchronization
-
 /// Errors from ``OnceCell``.
 public enum OnceCellError: Error, Equatable, Sendable {
     /// The cell already has a value (or is being initialised by another caller).
@@ -31,7 +29,7 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
         case waiting
     }
 
-    let lock = Synchronization.Mutex<Void>(())
+    let lock = SyncLock()
     var value: Value?
     var initializing = false
     var waiters = WaitQueue()
@@ -41,14 +39,14 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     /// The value, if it was set.
     public func get() -> Value? {
-        lock.withLock { _ in value }
+        lock.withLock { value }
     }
 
     /// Sets the value if the cell is empty and nobody is initialising it.
     /// - Throws: ``OnceCellError/alreadyInitialized`` otherwise (the cell is unchanged).
     public func set(_ newValue: Value) throws(OnceCellError) {
         var list = WakeList()
-        let stored: Bool = lock.withLock { _ in
+        let stored: Bool = lock.withLock {
             guard value == nil && !initializing else { return false }
             value = newValue
             waiters.wakeAll(into: &list)
@@ -59,7 +57,7 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     func claim(_ waiter: Waiter?, _ context: Context?) -> Claim {
-        lock.withLock { _ -> Claim in
+        lock.withLock { () -> Claim in
             if let value {
                 if let waiter { waiters.remove(waiter.node) }
                 return .value(value)
@@ -76,7 +74,7 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     func publish(_ newValue: Value) {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             value = newValue
             initializing = false
             waiters.wakeAll(into: &list)
@@ -85,7 +83,7 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     func giveUpClaim() {
-        let wake = lock.withLock { _ in
+        let wake = lock.withLock {
             initializing = false
             return waiters.wakeFirst()
         }
@@ -94,7 +92,7 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        let wake: Waker? = lock.withLock { _ in
+        let wake: Waker? = lock.withLock {
             if node.isQueued {
                 waiters.remove(node)
                 return nil

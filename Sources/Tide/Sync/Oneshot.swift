@@ -8,8 +8,6 @@
  (the value stays in the cell until a receive takes it), so receiving is cancel-safe.
 */
 
-import Synchronization
-
 /// Creates a one-shot channel: ``OneshotSender/send(_:)`` once, ``OneshotReceiver/receive()`` once.
 ///
 /// Use it to hand one result back from a task or a callback (a reply channel). If the sender is
@@ -49,7 +47,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline static var senderDropped: Int { 2 }
     @usableFromInline static var received: Int { 3 }
 
-    @usableFromInline let lock = Synchronization.Mutex<Void>(())
+    @usableFromInline let lock = SyncLock()
     @usableFromInline var value: Value?
     @usableFromInline var phase = 0
     @usableFromInline var receiverGone = false
@@ -60,7 +58,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     func send(_ value: Value) throws(OneshotSendError<Value>) {
         var list = WakeList()
-        let outcome: Int = lock.withLock { _ in
+        let outcome: Int = lock.withLock {
             if phase != Self.open { return 1 }
             if receiverGone { return 2 }
             self.value = value
@@ -75,7 +73,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     func senderDropped() {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             if phase == Self.open { phase = Self.senderDropped }
             waiters.wakeAll(into: &list)
         }
@@ -83,7 +81,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     func receiverDropped() {
-        let dropped: Value? = lock.withLock { _ in
+        let dropped: Value? = lock.withLock {
             receiverGone = true
             return value.take()
         }
@@ -93,7 +91,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     /// Takes the value, or says why not; registers `waiter` when nothing was sent yet.
     @usableFromInline
     func take(_ waiter: Waiter?, _ context: Context?) -> Result<Value, OneshotError> {
-        lock.withLock { _ -> Result<Value, OneshotError> in
+        lock.withLock { () -> Result<Value, OneshotError> in
             switch phase {
             case Self.sent:
                 phase = Self.received
@@ -114,7 +112,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        lock.withLock { _ in waiters.remove(node) }
+        lock.withLock { waiters.remove(node) }
     }
 }
 

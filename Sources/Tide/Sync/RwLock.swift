@@ -28,7 +28,7 @@ public final class RwLock<Value>: WaitSource, @unchecked Sendable {
     static var read: Int { 0 }
     static var write: Int { 1 }
 
-    let lock = Synchronization.Mutex<Void>(())
+    let lock = SyncLock()
     var readers = 0
     var writer = false
     var waiters = WaitQueue()
@@ -38,7 +38,7 @@ public final class RwLock<Value>: WaitSource, @unchecked Sendable {
     public init(_ value: Value) { self.value = value }
 
     func acquire(_ kind: Int, _ waiter: Waiter?, _ context: Context?) -> Bool {
-        lock.withLock { _ -> Bool in
+        lock.withLock { () -> Bool in
             if let waiter, waiter.node.signal == WaitNode.granted {
                 waiter.node.signal = WaitNode.idle
                 return true
@@ -77,7 +77,7 @@ public final class RwLock<Value>: WaitSource, @unchecked Sendable {
 
     func release(_ kind: Int) {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             releaseLocked(kind)
             grantLocked(into: &list)
         }
@@ -87,7 +87,7 @@ public final class RwLock<Value>: WaitSource, @unchecked Sendable {
     @usableFromInline
     func abandon(_ node: WaitNode) {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             if node.isQueued {
                 waiters.remove(node)
             } else if node.signal == WaitNode.granted {

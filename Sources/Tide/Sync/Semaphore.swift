@@ -13,8 +13,6 @@
    the head that blocked others); if it had been granted, its permits go back first. Cancel-safe.
 */
 
-import Synchronization
-
 /// Errors from ``Semaphore``.
 public enum SemaphoreError: Error, Equatable, Sendable {
     /// A permit count below 0 (creation) or below 1 (acquire/release), or a maximum below the
@@ -33,7 +31,7 @@ public enum SemaphoreError: Error, Equatable, Sendable {
 /// `acquire(n)` waits until `n` permits are free; waiters are served in FIFO order. Releasing more
 /// permits than are held is reported as an error rather than silently raising the limit.
 public final class Semaphore: WaitSource, @unchecked Sendable {
-    @usableFromInline let lock = Synchronization.Mutex<Void>(())
+    @usableFromInline let lock = SyncLock()
     @usableFromInline var permits: Int
     @usableFromInline let maximum: Int
     @usableFromInline var waiters = WaitQueue()
@@ -51,7 +49,7 @@ public final class Semaphore: WaitSource, @unchecked Sendable {
     }
 
     /// How many permits are free right now.
-    public var availablePermits: Int { lock.withLock { _ in permits } }
+    public var availablePermits: Int { lock.withLock { permits } }
 
     func check(_ count: Int) throws(SemaphoreError) {
         guard count >= 1 else { throw .invalidCount(count) }
@@ -59,7 +57,7 @@ public final class Semaphore: WaitSource, @unchecked Sendable {
     }
 
     func acquire(_ count: Int, _ waiter: Waiter?, _ context: Context?) -> Bool {
-        lock.withLock { _ -> Bool in
+        lock.withLock { () -> Bool in
             if let waiter, waiter.node.signal == WaitNode.granted {
                 waiter.node.signal = WaitNode.idle
                 return true
@@ -84,7 +82,7 @@ public final class Semaphore: WaitSource, @unchecked Sendable {
     @usableFromInline
     func abandon(_ node: WaitNode) {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             if node.isQueued {
                 waiters.remove(node)
             } else if node.signal == WaitNode.granted {
@@ -142,7 +140,7 @@ public final class Semaphore: WaitSource, @unchecked Sendable {
     public func release(_ count: Int = 1) throws(SemaphoreError) {
         guard count >= 1 else { throw .invalidCount(count) }
         var list = WakeList()
-        let held: Int? = lock.withLock { _ in
+        let held: Int? = lock.withLock {
             let held = maximum - permits
             guard count <= held else { return held }
             permits += count

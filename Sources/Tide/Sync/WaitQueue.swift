@@ -30,8 +30,6 @@
  - abandon: under the lock, unlink the node if it is queued, else undo or pass on its signal.
 */
 
-import Synchronization
-
 /// A primitive that futures wait on.
 @usableFromInline
 protocol WaitSource: AnyObject, Sendable {

@@ -10,8 +10,6 @@
    it is cancel-safe.
 */
 
-import Synchronization
-
 /// Creates watch channels: a single value that changes over time (configuration, state, health).
 ///
 /// Receivers read the current value at any time and can wait for the next change. Changes
@@ -34,7 +32,7 @@ public enum WatchError: Error, Equatable, Sendable {
 
 @usableFromInline
 final class WatchStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
-    let lock = Synchronization.Mutex<Void>(())
+    let lock = SyncLock()
     var value: Value
     var version = 0
     var closed = false
@@ -44,7 +42,7 @@ final class WatchStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     func update(_ body: (inout Value) -> Void) {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             body(&value)
             version += 1
             waiters.wakeAll(into: &list)
@@ -54,7 +52,7 @@ final class WatchStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     func close() {
         var list = WakeList()
-        lock.withLock { _ in
+        lock.withLock {
             closed = true
             waiters.wakeAll(into: &list)
         }
@@ -62,7 +60,7 @@ final class WatchStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     func changed(_ receiver: WatchReceiver<Value>, _ waiter: Waiter?, _ context: Context?) -> WatchError? {
-        lock.withLock { _ -> WatchError? in
+        lock.withLock { () -> WatchError? in
             if receiver.seen != version {
                 receiver.seen = version
                 if let waiter { waiters.remove(waiter.node) }
@@ -79,7 +77,7 @@ final class WatchStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        lock.withLock { _ in waiters.remove(node) }
+        lock.withLock { waiters.remove(node) }
     }
 }
 
@@ -103,11 +101,11 @@ public final class WatchSender<Value: Sendable>: Sendable {
     }
 
     /// The current value.
-    public var value: Value { storage.lock.withLock { _ in storage.value } }
+    public var value: Value { storage.lock.withLock { storage.value } }
 
     /// A new receiver; the current value counts as seen by it.
     public func subscribe() -> WatchReceiver<Value> {
-        WatchReceiver(storage, seen: storage.lock.withLock { _ in storage.version })
+        WatchReceiver(storage, seen: storage.lock.withLock { storage.version })
     }
 }
 
@@ -124,19 +122,19 @@ public final class WatchReceiver<Value: Sendable>: @unchecked Sendable {
 
     /// The current value, without marking it as seen.
     public func borrow() -> Value {
-        storage.lock.withLock { _ in storage.value }
+        storage.lock.withLock { storage.value }
     }
 
     /// The current value, marking it as seen (the next `changed()` waits for a newer one).
     public func borrowAndUpdate() -> Value {
-        storage.lock.withLock { _ in
+        storage.lock.withLock {
             seen = storage.version
             return storage.value
         }
     }
 
     /// Whether a value newer than the last seen one was sent.
-    public var hasChanged: Bool { storage.lock.withLock { _ in seen != storage.version } }
+    public var hasChanged: Bool { storage.lock.withLock { seen != storage.version } }
 
     /// Waits until a value newer than the last seen one is sent and marks it seen; read it with
     /// ``borrow()``. Returns at once if there is an unseen change.
@@ -161,7 +159,7 @@ public final class WatchReceiver<Value: Sendable>: @unchecked Sendable {
 
     /// Another receiver with the same seen version.
     public func clone() -> WatchReceiver<Value> {
-        WatchReceiver(storage, seen: storage.lock.withLock { _ in seen })
+        WatchReceiver(storage, seen: storage.lock.withLock { seen })
     }
 }
 
