@@ -1,0 +1,114 @@
+/// The receiving side of a ``Channel``; also an `AsyncSequence` that ends when the channel is
+/// closed and drained.
+///
+/// Copies share the queue: several tasks can receive from copies of one receiver, and each message
+/// goes to exactly one of them (a work queue). When the last copy is gone, sends fail and the
+/// buffered values are dropped.
+public struct Receiver<Element: Sendable>: Sendable {
+    @usableFromInline let handle: ReceiverHandle<Element>
+
+    @inlinable
+    init(handle: ReceiverHandle<Element>) { self.handle = handle }
+
+    /// Receives the next value, suspending while the channel is empty; `nil` once it is closed
+    /// and drained.
+    ///
+    /// Cancel-safe: a value is taken out of the channel only when it is returned, so a cancelled
+    /// receive leaves every value in the channel.
+    /// - Throws: `CancellationError` if the task is cancelled while waiting.
+    @inlinable
+    public nonisolated(nonsending) func receive() async throws(CancellationError) -> Element? {
+        var attempt = ChannelStorage<Element>.Attempt.blocked
+        let element = handle.storage.receive(nil, nil, &attempt)
+        if attempt != .blocked { return element }
+        return try await ReceiveFuture(handle: handle).waitCancellable()
+    }
+
+    /// Takes a value if one is buffered, without suspending.
+    ///
+    /// - Throws: ``TryReceiveError/empty`` if nothing is buffered, ``TryReceiveError/closed`` if
+    ///   the channel is closed and drained.
+    @inlinable
+    public func tryReceive() throws(TryReceiveError) -> Element {
+        var attempt = ChannelStorage<Element>.Attempt.blocked
+        let element = handle.storage.receive(nil, nil, &attempt)
+        switch attempt {
+        case .done: return element.unsafelyUnwrapped
+        case .closed: throw .closed
+        case .blocked: throw .empty
+        }
+    }
+
+    /// The receive as a poll-based future (output `nil` = closed and drained), for `select`,
+    /// combinators and poll tasks. Cancel-safe: it dequeues only in the poll that returns.
+    @inlinable
+    public func receiveFuture() -> ReceiveFuture<Element> {
+        ReceiveFuture(handle: handle)
+    }
+
+    /// Closes the channel from the receiving side: senders start failing, and receivers still
+    /// drain what is buffered.
+    public func close() {
+        handle.storage.close()
+    }
+
+    /// How many values are buffered right now.
+    public var count: Int { handle.storage.bufferedCount }
+}
+
+/// A poll-based channel receive (see ``Receiver/receiveFuture()``). Cancel-safe.
+public struct ReceiveFuture<Element: Sendable>: Future {
+    @usableFromInline let handle: ReceiverHandle<Element>
+    @usableFromInline var waiter: Waiter?
+
+    @inlinable
+    init(handle: ReceiverHandle<Element>) { self.handle = handle }
+
+    /// Takes a value if there is one; `nil` if closed and drained; otherwise registers.
+    @inlinable
+    public mutating func poll(_ context: inout Context) -> Poll<Element?> {
+        let storage = handle.storage
+        var attempt = ChannelStorage<Element>.Attempt.blocked
+        if waiter == nil {
+            let element = storage.receive(nil, nil, &attempt)
+            if attempt != .blocked { return .ready(element) }
+            waiter = Waiter(source: storage, tag: ChannelStorage<Element>.receiverTag)
+        }
+        let element = storage.receive(waiter, context, &attempt)
+        if attempt != .blocked { return .ready(element) }
+        return .pending
+    }
+}
+
+extension Receiver: AsyncSequence {
+    /// Receives until the channel is closed and drained. Iteration also ends (returns `nil`)
+    /// when the iterating task is cancelled; no value is lost by that.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        @usableFromInline let receiver: Receiver<Element>
+
+        @inlinable
+        init(receiver: Receiver<Element>) { self.receiver = receiver }
+
+        /// The next value, or `nil` at the end or on cancellation.
+        @inlinable
+        public mutating func next() async -> Element? {
+            await next(isolation: nil)
+        }
+
+        /// The next value, or `nil` at the end or on cancellation.
+        @inlinable
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
+            do {
+                return try await receiver.receive()
+            } catch {
+                return nil
+            }
+        }
+    }
+
+    /// An iterator over the values of this channel.
+    @inlinable
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(receiver: self)
+    }
+}

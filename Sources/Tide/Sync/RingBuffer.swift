@@ -1,0 +1,69 @@
+/// A growable FIFO ring over a manually managed buffer, for channel storage.
+///
+/// Power-of-two storage so indexing is a mask; it grows by doubling and never shrinks. The owner
+/// calls ``destroy()`` exactly once (it is a plain struct over a raw pointer so that it can live in
+/// a locked class field without copy-on-write checks on every push and pop).
+@usableFromInline
+struct RingBuffer<Element> {
+    @usableFromInline var storage: UnsafeMutablePointer<Element>?
+    @usableFromInline var capacity = 0
+    @usableFromInline var head = 0
+    @usableFromInline var count = 0
+
+    @inlinable
+    init() {}
+
+    @inlinable
+    var isEmpty: Bool { count == 0 }
+
+    @inlinable
+    mutating func append(_ element: Element) {
+        if count == capacity { grow() }
+        (storage.unsafelyUnwrapped + ((head &+ count) & (capacity &- 1))).initialize(to: element)
+        count &+= 1
+    }
+
+    @inlinable
+    mutating func popFirst() -> Element? {
+        guard count > 0 else { return nil }
+        let element = (storage.unsafelyUnwrapped + head).move()
+        head = (head &+ 1) & (capacity &- 1)
+        count &-= 1
+        return element
+    }
+
+    @usableFromInline
+    mutating func grow() {
+        let newCapacity = Swift.max(8, capacity * 2)
+        let newStorage = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        if let old = storage {
+            var index = 0
+            while index < count {
+                (newStorage + index).moveInitialize(from: old + ((head + index) & (capacity - 1)), count: 1)
+                index += 1
+            }
+            old.deallocate()
+        }
+        storage = newStorage
+        capacity = newCapacity
+        head = 0
+    }
+
+    /// Moves every element out into a new ring and leaves this one empty (so the elements can be
+    /// dropped after a lock is released).
+    @usableFromInline
+    mutating func takeAll() -> RingBuffer<Element> {
+        let taken = self
+        self = RingBuffer()
+        return taken
+    }
+
+    /// Deinitializes the elements and frees the storage.
+    @usableFromInline
+    mutating func destroy() {
+        while popFirst() != nil {}
+        storage?.deallocate()
+        storage = nil
+        capacity = 0
+    }
+}

@@ -1,0 +1,252 @@
+import Synchronization
+import Testing
+@testable import Tide
+
+/// Spawns `producers` tasks that each send `(producer, index)` for `count` indices, and returns
+/// only the receiver, so that the last sender copy goes away when the producers finish.
+private func spawnProducers(
+    capacity: Int, producers: Int, count: Int
+) throws -> Receiver<Int> {
+    let (tx, rx) = try Channel<Int>.bounded(capacity: capacity)
+    for producer in 0..<producers {
+        Task {
+            for index in 0..<count {
+                try await tx.send(producer * 1_000_000 + index)
+            }
+        }
+    }
+    return rx
+}
+
+@Suite("Sync: channels")
+struct SyncChannelTests {
+    @Test func capacityBelowOneIsATypedError() {
+        #expect(throws: ChannelError.invalidCapacity(0)) { try Channel<Int>.bounded(capacity: 0) }
+        #expect(throws: ChannelError.invalidCapacity(-3)) { try Channel<Int>.bounded(capacity: -3) }
+    }
+
+    @Test func trySendReportsFullAndHandsTheValueBack() throws {
+        let (tx, rx) = try Channel<Int>.bounded(capacity: 2)
+        try tx.trySend(1)
+        try tx.trySend(2)
+        do {
+            try tx.trySend(3)
+            Issue.record("third send into a channel of capacity 2 succeeded")
+        } catch {
+            guard case .full(let value) = error else { Issue.record("expected full"); return }
+            #expect(value == 3)
+        }
+        #expect(try rx.tryReceive() == 1)
+        try tx.trySend(3)
+        #expect(try rx.tryReceive() == 2)
+        #expect(try rx.tryReceive() == 3)
+        #expect(throws: TryReceiveError.empty) { try rx.tryReceive() }
+    }
+
+    @Test func sendOnClosedHandsTheValueBack() async throws {
+        let (tx, rx) = try Channel<String>.bounded(capacity: 4)
+        try tx.trySend("kept")
+        tx.close()
+        do {
+            try await tx.send("late")
+            Issue.record("send on a closed channel succeeded")
+        } catch {
+            guard case .closed(let value) = error else { Issue.record("expected closed"); return }
+            #expect(value == "late")
+        }
+        do {
+            try tx.trySend("later")
+        } catch {
+            guard case .closed(let value) = error else { Issue.record("expected closed"); return }
+            #expect(value == "later")
+        }
+        #expect(try await rx.receive() == "kept")
+        #expect(try await rx.receive() == nil)
+        #expect(throws: TryReceiveError.closed) { try rx.tryReceive() }
+    }
+
+    @Test func droppingTheLastReceiverFailsSends() throws {
+        var rx: Receiver<Int>?
+        let tx: Sender<Int>
+        (tx, rx) = try Channel<Int>.bounded(capacity: 4)
+        try tx.trySend(1)
+        #expect(rx?.count == 1)
+        rx = nil
+        #expect(tx.isClosed)
+        #expect(throws: (any Error).self) { try tx.trySend(2) }
+    }
+
+    @Test func closeDrainsBufferedValuesThenEnds() async throws {
+        let (tx, rx) = makeUnboundedChannel(of: Int.self)
+        for value in 0..<100 { try tx.trySend(value) }
+        tx.close()
+        var received: [Int] = []
+        for await value in rx { received.append(value) }
+        #expect(received == Array(0..<100))
+    }
+
+    @Test func lastSenderGoneClosesTheChannel() async throws {
+        let rx = try spawnProducers(capacity: 8, producers: 3, count: 2_000)
+        let seen = try await withTimeout {
+            var lastIndex: [Int: Int] = [:]
+            var total = 0
+            var inOrder = true
+            for await value in rx {
+                let producer = value / 1_000_000
+                let index = value % 1_000_000
+                if let previous = lastIndex[producer], previous + 1 != index { inOrder = false }
+                if lastIndex[producer] == nil && index != 0 { inOrder = false }
+                lastIndex[producer] = index
+                total += 1
+            }
+            return (total, inOrder)
+        }
+        #expect(seen.0 == 6_000)
+        #expect(seen.1, "every sender's values arrive in the order it sent them")
+    }
+
+    @Test func backpressureSuspendsSendersUntilThereIsRoom() async throws {
+        let (tx, rx) = try Channel<Int>.bounded(capacity: 1)
+        let producer = Task {
+            for value in 0..<500 { try await tx.send(value) }
+            tx.close()
+        }
+        let received = try await withTimeout {
+            var values: [Int] = []
+            while let value = try await rx.receive() { values.append(value) }
+            return values
+        }
+        try await producer.value
+        #expect(received == Array(0..<500))
+    }
+
+    @Test func manySendersAndReceiversDeliverEveryMessageExactlyOnce() async throws {
+        let producers = 4
+        let perProducer = 5_000
+        let rx = try spawnProducers(capacity: 16, producers: producers, count: perProducer)
+        let tally = Tally()
+        try await withTimeout {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<3 {
+                    let copy = rx
+                    group.addTask {
+                        var local: [Int] = []
+                        for await value in copy { local.append(value) }
+                        tally.add(contentsOf: local)
+                    }
+                }
+            }
+        }
+        let counts = tally.snapshot
+        #expect(counts.count == producers * perProducer)
+        #expect(counts.values.allSatisfy { $0 == 1 })
+    }
+
+    @Test func cancellationStormLosesNothing() async throws {
+        let (tx, rx) = try Channel<Int>.bounded(capacity: 4)
+        let received = Tally()
+        let returned = Tally()
+        let senders = 8
+        let perSender = 400
+        try await withTimeout(seconds: 40) {
+            var random = TestRandom(seed: 42)
+            var senderTasks: [Task<Void, Never>] = []
+            for sender in 0..<senders {
+                senderTasks.append(Task {
+                    for index in 0..<perSender {
+                        let value = sender * 10_000 + index
+                        do throws(SendError<Int>) {
+                            try await tx.send(value)
+                        } catch {
+                            returned.add(error.value)
+                        }
+                    }
+                })
+            }
+            var receiverTasks: [Task<Void, Never>] = []
+            for _ in 0..<40 {
+                receiverTasks.append(Task {
+                    while true {
+                        do {
+                            guard let value = try await rx.receive() else { return }
+                            received.add(value)
+                        } catch {
+                            return
+                        }
+                    }
+                })
+            }
+            for round in 0..<200 {
+                await Task.yield()
+                switch random.next() % 3 {
+                case 0: senderTasks[Int(random.next() % UInt64(senders))].cancel()
+                case 1: receiverTasks[round % receiverTasks.count].cancel()
+                default: break
+                }
+            }
+            for task in senderTasks { await task.value }
+            tx.close()
+            for task in receiverTasks.dropFirst(39) { await task.value }
+            while let value = try? rx.tryReceive() { received.add(value) }
+            for task in receiverTasks { task.cancel(); await task.value }
+            while let value = try? rx.tryReceive() { received.add(value) }
+        }
+        var all = received.snapshot
+        for (value, count) in returned.snapshot { all[value, default: 0] += count }
+        #expect(all.count == senders * perSender, "every value was received or handed back")
+        #expect(all.values.allSatisfy { $0 == 1 }, "and exactly once")
+    }
+
+    @Test func pollBasedSendAndReceiveOnLocalExecutor() throws {
+        let (tx, rx) = try Channel<Int>.bounded(capacity: 3)
+        let executor = LocalExecutor(parker: ConditionParker())
+        let sum = Synchronization.Mutex(0)
+        executor.spawn(ProducerFuture(sender: tx, next: 0, end: 1_000, pending: nil))
+        executor.spawn(ConsumerFuture(receiver: rx, current: nil) { value in
+            sum.withLock { $0 += value }
+        })
+        executor.run()
+        #expect(sum.withLock { $0 } == (0..<1_000).reduce(0, +))
+        #expect(executor.liveTasks == 0)
+    }
+}
+
+/// Sends next..<end one by one, then closes (a hand-written poll state machine).
+private struct ProducerFuture: Future {
+    let sender: Sender<Int>
+    var next: Int
+    let end: Int
+    var pending: SendFuture<Int>?
+
+    mutating func poll(_ context: inout Context) -> Poll<Void> {
+        while true {
+            if pending == nil {
+                if next == end {
+                    sender.close()
+                    return .ready(())
+                }
+                pending = sender.sendFuture(next)
+                next += 1
+            }
+            guard case .ready = pending!.poll(&context) else { return .pending }
+            pending = nil
+        }
+    }
+}
+
+/// Receives until the channel ends, handing each value to `consume`.
+private struct ConsumerFuture: Future {
+    let receiver: Receiver<Int>
+    var current: ReceiveFuture<Int>?
+    let consume: (Int) -> Void
+
+    mutating func poll(_ context: inout Context) -> Poll<Void> {
+        while true {
+            if current == nil { current = receiver.receiveFuture() }
+            guard case .ready(let value) = current!.poll(&context) else { return .pending }
+            current = nil
+            guard let value else { return .ready(()) }
+            consume(value)
+        }
+    }
+}
