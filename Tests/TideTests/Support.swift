@@ -26,14 +26,9 @@ final class TestThread: @unchecked Sendable {
     }
 }
 
-/// A small deterministic random generator (LCG) so randomised tests can be replayed.
-struct TestRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &* 6364136223846793005 &+ 1442695040888963407 }
-    mutating func next(_ bound: Int) -> Int {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Int((state >> 33) % UInt64(bound))
-    }
+extension TestRandom {
+    /// A value in `0..<bound`.
+    mutating func next(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 }
 
 /// Spins for up to `count` iterations of sched_yield: a short random delay between operations.

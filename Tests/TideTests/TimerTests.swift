@@ -7,7 +7,7 @@ import Testing
 
 /// Counts wakes of one timer in the wheel tests.
 final class WakeRecorder: @unchecked Sendable {
-    let fired = Mutex<[Int]>([])
+    let fired = Synchronization.Mutex<[Int]>([])
     let index: Int
     init(index: Int) { self.index = index }
 
@@ -38,7 +38,7 @@ struct TimerWheelTests {
         let wheel = TimerWheel()
         let base = wheel.originNanoseconds + 3_600_000_000_000  // one hour in
         var random = TestRandom(seed: 42)
-        let fireLog = Mutex<[(index: Int, at: UInt64)]>([])
+        let fireLog = Synchronization.Mutex<[(index: Int, at: UInt64)]>([])
         nonisolated(unsafe) var currentNow: UInt64 = 0
         var entries: [TimerEntry] = []
         var recorders: [WakeRecorder] = []

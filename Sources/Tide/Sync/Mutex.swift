@@ -186,3 +186,16 @@ struct AcquireOnly<Value>: Future {
         return mutex.acquire(waiter, context) ? .ready(()) : .pending
     }
 }
+
+/// Tide's async ``Mutex``, under a name that does not clash with `Synchronization.Mutex`.
+///
+/// A file that imports both Tide and Synchronization cannot write `Tide.Mutex` (the name `Tide`
+/// finds the ``Tide`` namespace, not the module); it can write `AsyncMutex` or `Tide.Mutex`
+/// through the alias below.
+public typealias AsyncMutex<Value> = Mutex<Value>
+
+extension Tide {
+    /// Tide's async ``Mutex`` (see ``AsyncMutex``), so `Tide.Mutex` names it even when
+    /// Synchronization is imported too.
+    public typealias Mutex<Value> = AsyncMutex<Value>
+}

@@ -263,7 +263,7 @@ enum TerminalRegistry {
         var hooksInstalled = false
     }
 
-    static let state = Mutex(State())
+    static let state = Synchronization.Mutex(State())
     static let activeAttributes = Atomic<UInt32>(0)
     static let activeFlags = Atomic<UInt32>(0)
     static let handlersInside = Atomic<Int>(0)
