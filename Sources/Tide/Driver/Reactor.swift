@@ -25,8 +25,11 @@ import Synchronization
 public final class Reactor: @unchecked Sendable {
     private let epoll: Int32
     private let eventFD: Int32
-    private let pending = Synchronization.Mutex<[IORegistration]>([])
-    private let live = Synchronization.Mutex<[ObjectIdentifier: IORegistration]>([:])
+    private let lock = SyncLock()
+    // Guarded by `lock`: registrations retained while registered, and those deregistered since
+    // the last turn (released at the start of the next one).
+    private var live: [ObjectIdentifier: IORegistration] = [:]
+    private var pending: [IORegistration] = []
     private var events: UnsafeMutablePointer<epoll_event>
     private let capacity: Int32 = 256
     /// Number of epoll events delivered to registrations so far.
@@ -73,7 +76,7 @@ public final class Reactor: @unchecked Sendable {
         if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) < 0 {
             throw SystemError.last("epoll_ctl(ADD fd \(fd))")
         }
-        live.withLock { $0[ObjectIdentifier(registration)] = registration }
+        lock.withLock { live[ObjectIdentifier(registration)] = registration }
         return registration
     }
 
@@ -81,14 +84,15 @@ public final class Reactor: @unchecked Sendable {
         var event = epoll_event()
         // The fd may already be closed; the registration is dropped either way.
         _ = epoll_ctl(epoll, EPOLL_CTL_DEL, registration.fd, &event)
-        let removed = live.withLock { $0.removeValue(forKey: ObjectIdentifier(registration)) }
-        if let removed {
-            pending.withLock { $0.append(removed) }
+        lock.withLock {
+            if let removed = live.removeValue(forKey: ObjectIdentifier(registration)) {
+                pending.append(removed)
+            }
         }
     }
 
     /// Number of registered file descriptors.
-    public var registrations: Int { live.withLock { $0.count } }
+    public var registrations: Int { lock.withLock { live.count } }
 
     /// Makes a thread blocked in `turn` return. Safe from any thread; cheap when called often
     /// (the eventfd counter just grows until drained).
@@ -101,7 +105,11 @@ public final class Reactor: @unchecked Sendable {
     /// Returns the number of fd events delivered.
     @discardableResult
     func turn(timeoutMilliseconds: Int32) -> Int {
-        pending.withLock { $0.removeAll(keepingCapacity: true) }
+        let released = lock.withLock { () -> [IORegistration] in
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        _ = consume released
         let count = epoll_wait(epoll, events, capacity, timeoutMilliseconds)
         if count <= 0 { return 0 }
         var delivered = 0

@@ -71,7 +71,7 @@ final class TimerWheel: @unchecked Sendable {
     /// Ticks covered by the wheel: 64^6 ms, about 2.2 years.
     static let range: UInt64 = 1 << 36
 
-    let lock = Synchronization.Mutex<Void>(())
+    let lock = SyncLock()
     /// CLOCK_MONOTONIC nanoseconds at tick 0.
     let originNanoseconds: UInt64
     // Guarded by lock.
@@ -108,7 +108,7 @@ final class TimerWheel: @unchecked Sendable {
 
     func poll(_ entry: TimerEntry, _ context: inout Context) -> Poll<Void> {
         var earlier = false
-        let result: Poll<Void> = lock.withLock { _ in
+        let result: Poll<Void> = lock.withLock {
             switch entry.state {
             case .fired:
                 return .ready(())
@@ -139,7 +139,7 @@ final class TimerWheel: @unchecked Sendable {
     }
 
     func remove(_ entry: TimerEntry) {
-        let waker: Waker? = lock.withLock { _ in
+        let waker: Waker? = lock.withLock {
             if entry.state == .linked { unlink(entry) }
             entry.state = .fired
             return entry.waker.take()
@@ -208,7 +208,7 @@ final class TimerWheel: @unchecked Sendable {
 
     /// The earliest tick at which something may fire, or nil when the wheel is empty.
     func nextDeadlineTick() -> UInt64? {
-        lock.withLock { _ in
+        lock.withLock {
             let next = nextExpiration()?.tick
             armedUntil = next ?? .max
             return next
@@ -229,7 +229,7 @@ final class TimerWheel: @unchecked Sendable {
     func advance(now: UInt64 = monotonicNanoseconds()) -> Int {
         let nowTick = currentTick(now: now)
         var fired: [(data: UnsafeRawPointer?, vtable: WakerVTable)] = []
-        lock.withLock { _ in
+        lock.withLock {
             while let expiration = nextExpiration(), expiration.tick <= nowTick {
                 elapsed = expiration.tick
                 let index = expiration.level * Self.slotsPerLevel + expiration.slot

@@ -53,7 +53,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let sleeping = Atomic<Bool>(false)
     private let isShutDown = Atomic<Bool>(false)
     private var local = RunQueue<Runnable>(capacity: 1024)
-    private let inject = Synchronization.Mutex(RunQueue<Runnable>(capacity: 64))
+    private let injectLock = SyncLock()
+    // Guarded by `injectLock`.
+    private var inject = RunQueue<Runnable>(capacity: 64)
     private let injectCount = Atomic<Int>(0)
     private let liveTasks = Atomic<Int>(0)
     private let counters = Counters()
@@ -145,9 +147,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// leaks their tasks: finish or cancel Swift tasks before shutting down.
     public func shutdown() {
         if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return }
-        var pending = inject.withLock { queue -> [Runnable] in
+        var pending = injectLock.withLock { () -> [Runnable] in
             var all: [Runnable] = []
-            while let item = queue.pop() { all.append(item) }
+            while let item = inject.pop() { all.append(item) }
             return all
         }
         if owner.load(ordering: .acquiring) == 0 {
@@ -179,7 +181,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             local.push(runnable)
             return
         }
-        inject.withLock { $0.push(runnable) }
+        injectLock.withLock { inject.push(runnable) }
         injectCount.add(1, ordering: .sequentiallyConsistent)
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) {
             reactor.wakeup()
@@ -226,8 +228,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     private func drainInject() {
         if injectCount.load(ordering: .sequentiallyConsistent) == 0 { return }
-        inject.withLock { queue in
-            while let item = queue.pop() {
+        injectLock.withLock {
+            while let item = inject.pop() {
                 local.push(item)
                 injectCount.subtract(1, ordering: .relaxed)
             }
@@ -259,7 +261,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             polls: counters.polls.load(ordering: .relaxed),
             parks: counters.parks.load(ordering: .relaxed),
             pollTasksAlive: liveTasks.load(ordering: .relaxed),
-            timersArmed: timers.lock.withLock { _ in timers.count },
+            timersArmed: timers.lock.withLock { timers.count },
             ioRegistrations: reactor.registrations)
     }
 

@@ -1,10 +1,11 @@
-/// The short internal lock that guards every Sync primitive's state.
+/// The short internal lock of Tide: it guards every Sync primitive's state, the runtime's
+/// injection queue, the reactor's registration lists and the timing wheel.
 ///
 /// A glibc adaptive pthread mutex (it spins briefly before sleeping, which suits critical
 /// sections of a few instructions). It is used instead of `Synchronization.Mutex` because
 /// ThreadSanitizer cannot see the latter's futex-based lock on Linux (its slow path lives in an
 /// uninstrumented library), so every access it guards was reported as a race; pthread mutexes
-/// are intercepted by TSan, so the Sync test suite can be checked under `--sanitize=thread`.
+/// are intercepted by TSan, so the whole test suite can be checked under `--sanitize=thread`.
 /// Never held while a waker runs or a user value is dropped.
 
 #if canImport(Glibc)
