@@ -67,3 +67,6 @@ final class Gate: @unchecked Sendable {
         }
     }
 }
+
+/// Whether the test binary was built with `--sanitize=thread` (its runtime defines __tsan_init).
+let runningUnderThreadSanitizer = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil

@@ -116,6 +116,10 @@ extension Future {
 nonisolated(nonsending) func pollToCompletion<F: Future>(
     _ future: inout F, cancellable: Bool
 ) async -> F.Output? {
+    // Coop budget: a task whose operations are always ready still yields now and then.
+    if !Coop.spend() {
+        await Tide.yield()
+    }
     // Fast path: many leaf operations are ready at once; poll before allocating anything.
     let noop = Waker.noop
     var probe = Context(waker: noop)

@@ -94,7 +94,7 @@ class PollTaskBase: @unchecked Sendable {
             let (exchanged, original) = state.compareExchange(
                 expected: observed, desired: next, ordering: .acquiringAndReleasing)
             if exchanged {
-                if notified { scheduler.schedule(self) }
+                if notified { scheduler.reschedule(self) }
                 return
             }
             observed = original

@@ -1,6 +1,8 @@
 /*
- Runtime (current-thread flavour): one thread runs Swift jobs and poll tasks, drives the reactor
- and fires timers.
+ Runtime: the facade over two schedulers. The multi-thread flavour delegates queueing, workers,
+ parking and the stall detector to MultiThreadScheduler (see its file). The rest of this comment
+ is the current-thread flavour, which lives here: one thread runs Swift jobs and poll tasks,
+ drives the reactor and fires timers.
 
  Queues. `local` is touched only by the thread inside `run` (the owner). `inject` (a mutex-guarded
  queue plus an atomic count) receives work from every other thread, and all work while nobody is
@@ -49,6 +51,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     public let reactor: Reactor
     let timers: TimerWheel
 
+    /// The multi-thread scheduler, or nil for the current-thread flavour.
+    let multi: MultiThreadScheduler?
+    /// Current-thread flavour: the thread inside `run`. Multi-thread: 1 while `run` waits.
     private let owner = Atomic<UInt>(0)
     private let sleeping = Atomic<Bool>(false)
     private let isShutDown = Atomic<Bool>(false)
@@ -60,23 +65,76 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let liveTasks = Atomic<Int>(0)
     private let counters = Counters()
 
-    private init() throws(RuntimeError) {
+    private init(
+        workers: Int?, stallThreshold: Duration,
+        onStall: (@Sendable (StallReport) -> Void)?
+    ) throws(RuntimeError) {
         do {
             reactor = try Reactor()
         } catch {
             throw .system(error)
         }
         timers = TimerWheel()
-        timers.onEarlierDeadline = { [unowned self] in self.unparkForTimer() }
+        multi = workers.map { count in
+            MultiThreadScheduler(
+                workers: count, stallThreshold: stallThreshold, onStall: onStall ?? Runtime.logStall)
+        }
+        if let scheduler = multi {
+            scheduler.runtime = self
+            timers.onEarlierDeadline = { scheduler.timerArmedEarlier() }
+            // The workers keep the runtime alive until `shutdown()`.
+            keepAlive = self
+            scheduler.start()
+        } else {
+            timers.onEarlierDeadline = { [unowned self] in self.unparkForTimer() }
+        }
     }
+
+    /// Set for the multi-thread flavour: its threads use the runtime until `shutdown()`.
+    private var keepAlive: Runtime?
 
     /// A runtime that runs everything on the thread that calls ``run(_:)``.
     ///
     /// Throws ``RuntimeError/system(_:)`` if epoll or the eventfd cannot be created (for example
     /// when the process is out of file descriptors).
     public static func currentThread() throws(RuntimeError) -> Runtime {
-        try Runtime()
+        try Runtime(workers: nil, stallThreshold: .zero, onStall: nil)
     }
+
+    /// A work-stealing runtime with `workers` threads (default: one per core).
+    ///
+    /// Tasks run on whichever worker is free; idle workers steal from busy ones; one parked worker
+    /// waits in epoll for I/O and timers. A monitor thread reports any worker that runs one job
+    /// for longer than `stallThreshold` (through `onStall`, or to standard error by default) and
+    /// starts a spare thread so that the other tasks keep running while it spins.
+    ///
+    /// The threads start at once and live until ``shutdown()``; a runtime that is never shut down
+    /// lives until the process exits. Throws ``RuntimeError/invalidWorkerCount(_:)`` for
+    /// `workers < 1` and ``RuntimeError/system(_:)`` if epoll or the eventfd cannot be created.
+    public static func multiThread(
+        workers: Int? = nil,
+        stallThreshold: Duration = .milliseconds(10),
+        onStall: (@Sendable (StallReport) -> Void)? = nil
+    ) throws(RuntimeError) -> Runtime {
+        let count = workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        guard count >= 1 else { throw .invalidWorkerCount(count) }
+        guard stallThreshold > .zero else { throw .invalidStallThreshold(stallThreshold) }
+        return try Runtime(workers: count, stallThreshold: stallThreshold, onStall: onStall)
+    }
+
+    /// The default stall report: one line on standard error.
+    static let logStall: @Sendable (StallReport) -> Void = { report in
+        let line = "tide: stall detected: \(report)\n"
+        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+    }
+
+    /// Marks the calling thread as one of this runtime's threads (for `Runtime.current`).
+    func enterThread() {
+        pthread_setspecific(Self.currentKey, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// The number of worker threads (1 for the current-thread flavour).
+    public var workerCount: Int { multi?.workerCount ?? 1 }
 
     /// The runtime whose `run` is executing on the calling thread, if any.
     public static var current: Runtime? {
@@ -92,6 +150,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// calling thread: do not call it from async code.
     public func run<T: Sendable>(_ body: sending @escaping () async throws -> T) throws -> T {
         if isShutDown.load(ordering: .acquiring) { throw RuntimeError.shutDown }
+        if multi != nil { return try runMultiThread(body) }
         let me = UInt(pthread_self())
         guard owner.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing)
             .exchanged
@@ -114,6 +173,27 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         return try outcome.result!.get()
     }
 
+    private func runMultiThread<T: Sendable>(
+        _ body: sending @escaping () async throws -> T
+    ) throws -> T {
+        if Runtime.current === self { throw RuntimeError.alreadyRunning }
+        guard owner.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing)
+            .exchanged
+        else { throw RuntimeError.alreadyRunning }
+        defer { owner.store(0, ordering: .releasing) }
+        let outcome = SharedOutcome<T>()
+        Task(executorPreference: self) {
+            let result: Result<T, any Error>
+            do {
+                result = .success(try await body())
+            } catch {
+                result = .failure(error)
+            }
+            outcome.finish(result)
+        }
+        return try outcome.wait().get()
+    }
+
     /// Spawns a poll-based future as a light task (one allocation: state, future and output) and
     /// returns its handle. Wakes the runtime if called from another thread.
     ///
@@ -125,7 +205,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         liveTasks.add(1, ordering: .relaxed)
         counters.spawned.add(1, ordering: .relaxed)
         task.state.store(PollTaskBase.scheduled, ordering: .releasing)
-        schedule(task)
+        // A new task goes behind the queued ones, not into the LIFO slot (that is for wakes).
+        reschedule(task)
         return PollTaskHandle(task)
     }
 
@@ -141,12 +222,25 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         return JoinHandle(executor: self, body)
     }
 
+    func noteSpawned() {
+        counters.spawned.add(1, ordering: .relaxed)
+    }
+
     /// Stops the runtime for good: queued poll tasks are cancelled (their futures dropped, their
     /// joiners see ``JoinError/cancelled``), later `run` and `spawn` calls throw
     /// ``RuntimeError/shutDown``. Swift jobs still queued are dropped with the runtime, which
     /// leaks their tasks: finish or cancel Swift tasks before shutting down.
+    ///
+    /// Multi-thread flavour: every worker finishes the job it is running and exits, and the worker
+    /// and monitor threads are joined before this returns. Called from one of the runtime's own
+    /// tasks, the threads are told to stop but not joined (a thread cannot join itself).
     public func shutdown() {
         if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return }
+        if let multi {
+            multi.stop()
+            if multi.currentWorker == nil { keepAlive = nil }
+            return
+        }
         var pending = injectLock.withLock { () -> [Runnable] in
             var all: [Runnable] = []
             while let item = inject.pop() { all.append(item) }
@@ -165,11 +259,33 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     /// Receives a Swift job (a task to run or resume). Called by the Swift runtime.
     public func enqueue(_ job: consuming ExecutorJob) {
-        push(.job(UnownedJob(job)))
+        enqueueJob(UnownedJob(job))
+    }
+
+    func enqueueJob(_ job: UnownedJob) {
+        if let multi {
+            multi.push(RunnableRef(job: job))
+        } else {
+            push(.job(job))
+        }
     }
 
     func schedule(_ task: PollTaskBase) {
-        push(.task(task))
+        if let multi {
+            multi.push(RunnableRef(task: task))
+        } else {
+            push(.task(task))
+        }
+    }
+
+    /// A poll task woken while it ran: queue it behind the others (never the LIFO slot, or a task
+    /// that keeps waking itself would never let the others run).
+    func reschedule(_ task: PollTaskBase) {
+        if let multi {
+            multi.push(RunnableRef(task: task), yielding: true)
+        } else {
+            push(.task(task))
+        }
     }
 
     func taskFinished() {
@@ -203,6 +319,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         while outcome.result == nil {
             var ran = 0
             while ran < 61, outcome.result == nil, let runnable = local.pop() {
+                Coop.reset()
                 switch runnable {
                 case .job(let job):
                     job.runSynchronously(on: executor)
@@ -253,8 +370,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     // MARK: Introspection
 
-    /// Counters for tests and metrics: tasks spawned, runnables run, times parked, poll tasks
-    /// alive.
+    /// Counters for tests and monitoring: tasks spawned and alive, runnables run, parks, queue
+    /// depths, timers and registrations, and per-worker counters for the multi-thread flavour.
+    /// Cheap to read at any time from any thread.
     public var metrics: Metrics {
         Metrics(
             tasksSpawned: counters.spawned.load(ordering: .relaxed),
@@ -262,7 +380,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             parks: counters.parks.load(ordering: .relaxed),
             pollTasksAlive: liveTasks.load(ordering: .relaxed),
             timersArmed: timers.lock.withLock { timers.count },
-            ioRegistrations: reactor.registrations)
+            ioRegistrations: reactor.registrations,
+            workers: multi?.workerMetrics() ?? [],
+            globalQueueDepth: multi?.globalQueueDepth ?? injectCount.load(ordering: .relaxed),
+            sparesStarted: multi?.sparesStarted.load(ordering: .relaxed) ?? 0)
     }
 
     private static let currentKey: pthread_key_t = {
@@ -286,6 +407,14 @@ public struct Metrics: Sendable, Equatable {
     public var timersArmed: Int
     /// File descriptors registered with the reactor.
     public var ioRegistrations: Int
+    /// Per-worker counters (multi-thread flavour; empty for current-thread).
+    public var workers: [WorkerMetrics]
+    /// Runnables waiting in the global injection queue.
+    public var globalQueueDepth: Int
+    /// Spare threads the stall detector started so far.
+    public var sparesStarted: Int
+    /// Polls summed over workers (multi-thread) or the runtime's own count (current-thread).
+    public var totalPolls: Int { workers.isEmpty ? polls : workers.reduce(0) { $0 + $1.polls } }
 }
 
 private final class Counters: Sendable {
@@ -297,4 +426,24 @@ private final class Counters: Sendable {
 /// Where `run` receives its body's result. Written and read on the runtime's thread only.
 private final class Outcome<T>: @unchecked Sendable {
     var result: Result<T, any Error>?
+}
+
+/// Where a multi-thread `run` receives its body's result: written by a worker, read by the
+/// thread waiting in `run`.
+private final class SharedOutcome<T>: @unchecked Sendable {
+    private let lock = SyncLock()
+    private var result: Result<T, any Error>?
+    private let parker = ThreadParker()
+
+    func finish(_ value: Result<T, any Error>) {
+        lock.withLock { result = value }
+        parker.unpark()
+    }
+
+    func wait() -> Result<T, any Error> {
+        while true {
+            if let value = lock.withLock({ result }) { return value }
+            parker.park()
+        }
+    }
 }

@@ -13,7 +13,9 @@ public enum Tide {
     public static func spawn<T: Sendable>(
         _ body: sending @escaping () async throws -> T
     ) -> JoinHandle<T> {
-        JoinHandle(executor: Runtime.current, body)
+        let runtime = Runtime.current
+        runtime?.noteSpawned()
+        return JoinHandle(executor: runtime, body)
     }
 
     /// Suspends the task for `duration` on the current runtime's timing wheel.
@@ -75,8 +77,10 @@ public enum Tide {
             start: start ?? TideClock.Instant.now.advanced(by: period), policy: policy)
     }
 
-    /// Lets other tasks run before this one continues.
+    /// Lets other tasks run before this one continues: the task goes to the back of its
+    /// worker's queue (never the LIFO slot), so every task queued before it runs first.
     public static func yield() async {
+        if let worker = Runtime.current?.multi?.currentWorker { worker.deferNext = true }
         await Task.yield()
     }
 }

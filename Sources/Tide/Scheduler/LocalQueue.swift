@@ -1,0 +1,201 @@
+/*
+ LocalQueue: a worker's bounded run queue. The owner pushes and pops without locks; other
+ threads steal half of it. The same protocol as tokio's multi-thread local queue.
+
+ Storage is a ring of `capacity` (power of two) raw pointers, each an encoded `Runnable`.
+ Positions are 32-bit counters that only grow (wrapping); slot = position & mask.
+
+ - `tail` (Atomic<UInt32>) is written only by the owner: the next position to push at.
+ - `head` (Atomic<UInt64>) packs two positions: `real` (low 32 bits), the next position to pop or
+   steal, and `steal` (high 32 bits), the start of a range a stealer has claimed but not finished
+   copying. When no steal is in progress, steal == real.
+
+ Owner push: if tail - steal < capacity there is room: write the slot, then store tail+1 with
+ release (the slot write happens-before any reader that acquires the tail). If the queue is full
+ the caller moves half of it to the global queue (`pushOverflow`), claiming those slots with a CAS
+ on head exactly like a pop.
+ Owner pop: CAS head from (steal, real) to (steal', real+1), where steal' follows real when no
+ steal is in progress; the CAS makes the slot ours.
+ Steal (any thread): load head; if a steal is in progress (steal != real) give up. Claim n = half
+ of (tail - real) by CAS-ing head to (real, real+n): `real` moves on, so neither the owner nor
+ other stealers take those slots, and `steal` stays behind, so the owner cannot overwrite them
+ (push checks room against `steal`). Copy the n slots into the stealer's own queue, then CAS
+ head's steal half forward to the new real, ending the claim.
+*/
+
+import Synchronization
+
+/// A runnable encoded in one word: a Swift job (an `UnownedJob`'s pointer) or a retained poll
+/// task (an object pointer with the low bit set; objects are at least 16-byte aligned).
+struct RunnableRef: Equatable {
+    let bits: UInt
+
+    init(job: UnownedJob) {
+        bits = unsafeBitCast(job, to: UInt.self)
+    }
+
+    init(task: PollTaskBase) {
+        bits = UInt(bitPattern: Unmanaged.passRetained(task).toOpaque()) | 1
+    }
+
+    init(bits: UInt) { self.bits = bits }
+
+    var isTask: Bool { bits & 1 == 1 }
+
+    /// The job; only for `!isTask`.
+    var job: UnownedJob { unsafeBitCast(bits, to: UnownedJob.self) }
+
+    /// Takes back the retained task; only for `isTask`, once.
+    func takeTask() -> PollTaskBase {
+        Unmanaged<PollTaskBase>.fromOpaque(UnsafeRawPointer(bitPattern: bits & ~1)!)
+            .takeRetainedValue()
+    }
+}
+
+final class LocalQueue: @unchecked Sendable {
+    static let capacity: UInt32 = 256
+    static let mask: UInt32 = capacity - 1
+
+    private let head = Atomic<UInt64>(0)
+    private let tail = Atomic<UInt32>(0)
+    private let slots: UnsafeMutablePointer<UInt>
+
+    init() {
+        slots = .allocate(capacity: Int(Self.capacity))
+        slots.initialize(repeating: 0, count: Int(Self.capacity))
+    }
+
+    deinit {
+        slots.deallocate()
+    }
+
+    private static func unpack(_ value: UInt64) -> (steal: UInt32, real: UInt32) {
+        (UInt32(truncatingIfNeeded: value >> 32), UInt32(truncatingIfNeeded: value))
+    }
+
+    private static func pack(steal: UInt32, real: UInt32) -> UInt64 {
+        (UInt64(steal) << 32) | UInt64(real)
+    }
+
+    /// Number of runnables queued (approximate when read by another thread).
+    var count: Int {
+        let (_, real) = Self.unpack(head.load(ordering: .acquiring))
+        return Int(tail.load(ordering: .acquiring) &- real)
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    /// Owner only. Pushes `item`; if full, moves half of the queue plus `item` into `overflow`
+    /// (the global queue) instead.
+    func push(_ item: RunnableRef, overflow: (inout [RunnableRef]) -> Void) {
+        while true {
+            let (steal, _) = Self.unpack(head.load(ordering: .acquiring))
+            let tail = self.tail.load(ordering: .relaxed)
+            if tail &- steal < Self.capacity {
+                slots[Int(tail & Self.mask)] = item.bits
+                self.tail.store(tail &+ 1, ordering: .releasing)
+                return
+            }
+            if let batch = takeHalfForOverflow(tail: tail) {
+                var moved = batch
+                moved.append(item)
+                overflow(&moved)
+                return
+            }
+            // A stealer moved head meanwhile; there is room now or soon. Retry.
+        }
+    }
+
+    private func takeHalfForOverflow(tail: UInt32) -> [RunnableRef]? {
+        let current = head.load(ordering: .acquiring)
+        let (steal, real) = Self.unpack(current)
+        // Only when no steal is in progress and the queue is really full.
+        guard steal == real, tail &- real == Self.capacity else { return nil }
+        let half = Self.capacity / 2
+        let next = Self.pack(steal: real &+ half, real: real &+ half)
+        guard head.compareExchange(expected: current, desired: next, ordering: .acquiringAndReleasing)
+            .exchanged
+        else { return nil }
+        var batch: [RunnableRef] = []
+        batch.reserveCapacity(Int(half) + 1)
+        for offset in 0..<half {
+            batch.append(RunnableRef(bits: slots[Int((real &+ offset) & Self.mask)]))
+        }
+        return batch
+    }
+
+    /// Owner only. Pops the oldest runnable.
+    func pop() -> RunnableRef? {
+        var current = head.load(ordering: .acquiring)
+        while true {
+            let (steal, real) = Self.unpack(current)
+            let tail = self.tail.load(ordering: .relaxed)
+            if real == tail { return nil }
+            let nextReal = real &+ 1
+            let next = steal == real
+                ? Self.pack(steal: nextReal, real: nextReal)
+                : Self.pack(steal: steal, real: nextReal)
+            let (exchanged, original) = head.compareExchange(
+                expected: current, desired: next, ordering: .acquiringAndReleasing)
+            if exchanged {
+                return RunnableRef(bits: slots[Int(real & Self.mask)])
+            }
+            current = original
+        }
+    }
+
+    /// Any thread. Moves about half of this queue into `destination` (which must be the calling
+    /// worker's own, empty-enough queue) and returns one of the stolen runnables to run now.
+    func steal(into destination: LocalQueue) -> RunnableRef? {
+        var current = head.load(ordering: .acquiring)
+        var claimedFrom: UInt32 = 0
+        var claimed: UInt32 = 0
+        while true {
+            let (steal, real) = Self.unpack(current)
+            if steal != real { return nil }
+            let tail = self.tail.load(ordering: .acquiring)
+            let available = tail &- real
+            if available == 0 || available > Self.capacity { return nil }
+            let take = available - available / 2
+            let next = Self.pack(steal: steal, real: real &+ take)
+            let (exchanged, original) = head.compareExchange(
+                expected: current, desired: next, ordering: .acquiringAndReleasing)
+            if exchanged {
+                claimedFrom = real
+                claimed = take
+                break
+            }
+            current = original
+        }
+        // Copy the claimed range; the owner cannot overwrite it while `steal` lags behind.
+        var items: [UInt] = []
+        items.reserveCapacity(Int(claimed))
+        for offset in 0..<claimed {
+            items.append(slots[Int((claimedFrom &+ offset) & Self.mask)])
+        }
+        // End the claim: move `steal` up to `real`.
+        current = head.load(ordering: .acquiring)
+        while true {
+            let (_, real) = Self.unpack(current)
+            let next = Self.pack(steal: real, real: real)
+            let (exchanged, original) = head.compareExchange(
+                expected: current, desired: next, ordering: .acquiringAndReleasing)
+            if exchanged { break }
+            current = original
+        }
+        let first = RunnableRef(bits: items.removeLast())
+        destination.appendStolen(items)
+        return first
+    }
+
+    /// Owner of `self` only: appends runnables that it just stole (there is room: the stealer
+    /// only steals when its own queue is empty, and takes at most half of another's).
+    private func appendStolen(_ items: [UInt]) {
+        var tail = self.tail.load(ordering: .relaxed)
+        for bits in items {
+            slots[Int(tail & Self.mask)] = bits
+            tail &+= 1
+        }
+        self.tail.store(tail, ordering: .releasing)
+    }
+}

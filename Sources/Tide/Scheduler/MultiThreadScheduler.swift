@@ -1,0 +1,531 @@
+/*
+ MultiThreadScheduler: N worker threads (plus spares), work stealing, one reactor driver.
+
+ Queues. Each worker owns a LocalQueue (lock-free for the owner, stealable) and a LIFO slot (an
+ atomic word) for the runnable most recently woken by the task it is running: a message passed
+ from one task to another runs next, on the same core, without a futex wake. At most 3 runnables
+ in a row come from the LIFO slot, then it spills into the local queue so a pair of tasks that
+ wake each other cannot starve the rest. Wakes from outside the workers go to the global
+ injection queue (`inject`, a SyncLock-guarded ring plus an atomic count). A worker takes from the
+ global queue first every 61st turn (fairness), and whenever its own queues are empty.
+
+ Finding work, in order: LIFO slot, local queue, global queue (up to half its length, at most
+ 128), then steal half of another worker's local queue (or its LIFO slot), starting at a random
+ victim. `searching` counts workers that are stealing; at most half the workers search at once.
+
+ Parking without lost wakeups. A worker with nothing to do adds itself to `idle` (under
+ `idleLock`), then looks at every queue once more, then parks. Whoever makes work available
+ (push to a local queue, the LIFO slot, or the global queue) then calls `notify()`: if no worker
+ is searching, it removes one worker from `idle` (under the same lock) and wakes it. Because the
+ idle list is read and written under one lock, either the notifier sees the worker in the list
+ (and wakes it), or the worker's re-check comes after the push (and sees the work).
+
+ The driver. A parked worker that wins `driverBusy` blocks in epoll_wait (reactor.turn) with the
+ next timer deadline as its timeout; the others sleep on their ThreadParker. Waking the driver
+ goes through the eventfd. A timer armed earlier than the driver's timeout wakes it too. Busy
+ workers poll the reactor and fire timers without blocking every 61 turns, so I/O and timers
+ progress even when nobody parks.
+
+ Stall detector. A monitor thread looks every `stallThreshold / 2` at each worker's
+ `runningSince` (the start of the job it is running, 0 when between jobs). A worker inside one
+ job for longer than `stallThreshold` is reported (once per stall, through `onStall`), and if no
+ spare is active a spare worker thread starts: it steals the stalled worker's queued runnables
+ (including its LIFO slot) and drives timers and I/O, so everything else keeps running while the
+ offender spins. A spare retires after it finds no stalled worker and no work for a while.
+*/
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import TideCore
+
+/// One worker thread's state. Fields written by other threads are atomics.
+final class Worker: @unchecked Sendable {
+    let index: Int
+    let isSpare: Bool
+    let queue = LocalQueue()
+    /// The LIFO slot: 0 or an encoded runnable. The owner swaps it; stealers may take it.
+    let lifo = Atomic<UInt>(0)
+    let parker = ThreadParker()
+    /// Monotonic ns at which the current job started; 0 while not running a job.
+    let runningSince = Atomic<UInt64>(0)
+    /// Increments per job, so the monitor can tell one long job from many short ones.
+    let jobsRun = Atomic<Int>(0)
+    let stallReported = Atomic<Int>(-1)
+    let inDriver = Atomic<Bool>(false)
+    let active = Atomic<Bool>(false)
+    // Counters for metrics.
+    let polls = Atomic<Int>(0)
+    let steals = Atomic<Int>(0)
+    let parks = Atomic<Int>(0)
+    let stallsSeen = Atomic<Int>(0)
+    // Owner-only state.
+    var tick: UInt32 = 0
+    var lifoRuns = 0
+    var random: UInt64
+    var thread = pthread_t()
+    /// Set by Tide.yield(): the next job enqueued from this worker goes to the back.
+    var deferNext = false
+
+    init(index: Int, isSpare: Bool) {
+        self.index = index
+        self.isSpare = isSpare
+        random = UInt64(index &+ 1) &* 0x9E37_79B9_7F4A_7C15
+    }
+
+    func nextRandom(_ bound: Int) -> Int {
+        random ^= random << 13
+        random ^= random >> 7
+        random ^= random << 17
+        return Int(random % UInt64(bound))
+    }
+}
+
+final class MultiThreadScheduler: @unchecked Sendable {
+    /// Set once by the runtime right after creating the scheduler, before any thread starts.
+    unowned(unsafe) var runtime: Runtime!
+    let workerCount: Int
+    let stallThreshold: UInt64
+    /// Called on the monitor thread when a worker has been inside one job for too long.
+    let onStall: @Sendable (StallReport) -> Void
+    /// Workers, then spare slots (a spare is `active` only while it runs).
+    let workers: [Worker]
+    let injectLock = SyncLock()
+    private var inject = RunQueue<UInt>(capacity: 256)
+    let injectCount = Atomic<Int>(0)
+    let idleLock = SyncLock()
+    private var idle: [Int] = []
+    /// `idle.count`, readable without the lock (see `notify`).
+    let idleCount = Atomic<Int>(0)
+    let searching = Atomic<Int>(0)
+    let driverBusy = Atomic<Bool>(false)
+    let stopping = Atomic<Bool>(false)
+    let threadsStarted = Atomic<Bool>(false)
+    private var monitor = pthread_t()
+    let sparesActive = Atomic<Int>(0)
+    let sparesStarted = Atomic<Int>(0)
+
+    static let workerKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    init(
+        workers: Int, stallThreshold: Duration,
+        onStall: @escaping @Sendable (StallReport) -> Void
+    ) {
+        workerCount = workers
+        self.stallThreshold = UInt64(max(stallThreshold.nanosecondsClamped, 1_000_000))
+        self.onStall = onStall
+        let spares = max(workers, 1)
+        self.workers = (0..<(workers + spares)).map { Worker(index: $0, isSpare: $0 >= workers) }
+    }
+
+    /// The worker running on the calling thread, if it belongs to this scheduler.
+    var currentWorker: Worker? {
+        guard let pointer = pthread_getspecific(Self.workerKey) else { return nil }
+        let worker = Unmanaged<Worker>.fromOpaque(pointer).takeUnretainedValue()
+        return worker.index < workers.count && workers[worker.index] === worker ? worker : nil
+    }
+
+    // MARK: Starting and stopping
+
+    func start() {
+        if threadsStarted.exchange(true, ordering: .acquiringAndReleasing) { return }
+        for index in 0..<workerCount { startThread(workers[index]) }
+        let context = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&monitor, nil, { raw in
+            let scheduler = Unmanaged<MultiThreadScheduler>.fromOpaque(raw!).takeRetainedValue()
+            scheduler.monitorLoop()
+            return nil
+        }, context)
+    }
+
+    private func startThread(_ worker: Worker) {
+        worker.active.store(true, ordering: .releasing)
+        let box = Unmanaged.passRetained(WorkerStart(scheduler: self, worker: worker)).toOpaque()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        if worker.isSpare { pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED)) }
+        pthread_create(&worker.thread, &attributes, { raw in
+            let start = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
+            start.scheduler.workerLoop(start.worker)
+            return nil
+        }, box)
+        pthread_attr_destroy(&attributes)
+    }
+
+    /// Stops every thread: workers finish the runnable they are running, then exit; queued poll
+    /// tasks are cancelled. Joins the worker and monitor threads.
+    func stop() {
+        if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
+        guard threadsStarted.load(ordering: .acquiring) else { return }
+        for worker in workers { worker.parker.unpark() }
+        runtime.reactor.wakeup()
+        // From inside a worker (a task that shuts its own runtime down) the threads are told to
+        // stop but not joined: a thread cannot join itself.
+        if currentWorker != nil { return }
+        for index in 0..<workerCount { pthread_join(workers[index].thread, nil) }
+        pthread_join(monitor, nil)
+        // Spares are detached; wait (bounded) for them to leave.
+        var spins = 0
+        while sparesActive.load(ordering: .acquiring) > 0 && spins < 10_000 {
+            usleep(100)
+            spins += 1
+        }
+        drainAfterStop()
+    }
+
+    private func drainAfterStop() {
+        var leftovers: [RunnableRef] = []
+        injectLock.withLock {
+            while let bits = inject.pop() { leftovers.append(RunnableRef(bits: bits)) }
+            injectCount.store(0, ordering: .relaxed)
+        }
+        for worker in workers {
+            let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
+            if lifo != 0 { leftovers.append(RunnableRef(bits: lifo)) }
+            while let item = worker.queue.pop() { leftovers.append(item) }
+        }
+        for item in leftovers where item.isTask {
+            let task = item.takeTask()
+            task.cancel()
+            task.state.store(PollTaskBase.scheduled | PollTaskBase.cancelRequested, ordering: .releasing)
+            task.run()
+        }
+    }
+
+    // MARK: Scheduling
+
+    /// Makes `item` runnable. From one of our workers it goes to the LIFO slot (or, after
+    /// `Tide.yield()` or a task re-queueing itself, to the back of the local queue); from
+    /// anywhere else to the global queue.
+    func push(_ item: RunnableRef, yielding: Bool = false) {
+        if let worker = currentWorker, !stopping.load(ordering: .relaxed) {
+            if yielding || worker.deferNext {
+                worker.deferNext = false
+                pushLocal(item, worker)
+            } else {
+                let previous = worker.lifo.exchange(item.bits, ordering: .acquiringAndReleasing)
+                if previous != 0 { pushLocal(RunnableRef(bits: previous), worker) }
+            }
+            notify()
+            return
+        }
+        injectLock.withLock { inject.push(item.bits) }
+        injectCount.add(1, ordering: .sequentiallyConsistent)
+        notify()
+    }
+
+    private func pushLocal(_ item: RunnableRef, _ worker: Worker) {
+        worker.queue.push(item) { overflow in
+            injectLock.withLock { for moved in overflow { inject.push(moved.bits) } }
+            injectCount.add(overflow.count, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Wakes one parked worker if no worker is already searching for work.
+    ///
+    /// The fence pairs with the one in `park`: either this load sees the worker counted as idle,
+    /// or that worker's re-check after its fence sees the work pushed before this fence.
+    func notify() {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if idleCount.load(ordering: .relaxed) == 0 { return }
+        if searching.load(ordering: .relaxed) > 0 { return }
+        let woken: Int? = idleLock.withLock {
+            guard let index = idle.popLast() else { return nil }
+            idleCount.subtract(1, ordering: .relaxed)
+            return index
+        }
+        guard let index = woken else { return }
+        wake(workers[index])
+    }
+
+    private func wake(_ worker: Worker) {
+        if worker.inDriver.load(ordering: .acquiring) {
+            runtime.reactor.wakeup()
+        }
+        worker.parker.unpark()
+    }
+
+    /// Called when a timer became the earliest: make the driver recompute its timeout.
+    func timerArmedEarlier() {
+        if driverBusy.load(ordering: .acquiring) { runtime.reactor.wakeup() }
+    }
+
+    // MARK: Worker loop
+
+    private func workerLoop(_ worker: Worker) {
+        pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(worker).toOpaque())
+        runtime.enterThread()
+        defer {
+            worker.active.store(false, ordering: .releasing)
+            if worker.isSpare { sparesActive.subtract(1, ordering: .acquiringAndReleasing) }
+        }
+        let executor = runtime.asUnownedTaskExecutor()
+        var idleRounds = 0
+        while !stopping.load(ordering: .acquiring) {
+            if let item = nextRunnable(worker) {
+                idleRounds = 0
+                run(item, on: worker, executor: executor)
+                worker.tick &+= 1
+                if worker.tick % 61 == 0 { maintenance(worker) }
+                continue
+            }
+            if worker.isSpare {
+                idleRounds += 1
+                if !anyWorkerStalled() && idleRounds > 3 { return }
+            }
+            park(worker)
+        }
+    }
+
+    private func run(_ item: RunnableRef, on worker: Worker, executor: UnownedTaskExecutor) {
+        worker.runningSince.store(monotonicNanoseconds(), ordering: .releasing)
+        worker.jobsRun.add(1, ordering: .relaxed)
+        worker.polls.add(1, ordering: .relaxed)
+        Coop.reset()
+        if item.isTask {
+            item.takeTask().run()
+        } else {
+            item.job.runSynchronously(on: executor)
+        }
+        worker.runningSince.store(0, ordering: .releasing)
+    }
+
+    private func nextRunnable(_ worker: Worker) -> RunnableRef? {
+        if worker.tick % 61 == 0, let item = popInject(worker) { return item }
+        if worker.lifoRuns < 3 {
+            let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
+            if lifo != 0 {
+                worker.lifoRuns += 1
+                return RunnableRef(bits: lifo)
+            }
+        } else {
+            worker.lifoRuns = 0
+            let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
+            if lifo != 0 { pushLocal(RunnableRef(bits: lifo), worker) }
+        }
+        worker.lifoRuns = 0
+        if let item = worker.queue.pop() { return item }
+        if let item = popInject(worker) { return item }
+        return stealWork(worker)
+    }
+
+    /// Takes one runnable from the global queue and moves a batch more into the local queue.
+    private func popInject(_ worker: Worker) -> RunnableRef? {
+        if injectCount.load(ordering: .sequentiallyConsistent) == 0 { return nil }
+        var batch: [UInt] = []
+        injectLock.withLock {
+            let share = min(max(inject.count / max(workerCount, 1), 1), 128)
+            for _ in 0..<share {
+                guard let bits = inject.pop() else { break }
+                batch.append(bits)
+            }
+            injectCount.subtract(batch.count, ordering: .sequentiallyConsistent)
+        }
+        guard !batch.isEmpty else { return nil }
+        let first = RunnableRef(bits: batch.removeFirst())
+        for bits in batch { pushLocal(RunnableRef(bits: bits), worker) }
+        return first
+    }
+
+    private func stealWork(_ worker: Worker) -> RunnableRef? {
+        // At most half the workers search at once.
+        let current = searching.load(ordering: .relaxed)
+        if current * 2 >= max(workerCount, 2) && !worker.isSpare { return nil }
+        searching.add(1, ordering: .sequentiallyConsistent)
+        defer {
+            if searching.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
+                // The last searcher found work: others may still be needed.
+                if !worker.queue.isEmpty { notify() }
+            }
+        }
+        let count = workers.count
+        let start = worker.nextRandom(count)
+        for offset in 0..<count {
+            let victim = workers[(start + offset) % count]
+            if victim === worker || !victim.active.load(ordering: .acquiring) { continue }
+            if let item = victim.queue.steal(into: worker.queue) {
+                worker.steals.add(1, ordering: .relaxed)
+                return item
+            }
+            // A worker stuck in one job cannot run its LIFO slot; take it.
+            if victim.runningSince.load(ordering: .acquiring) != 0 {
+                let lifo = victim.lifo.exchange(0, ordering: .acquiringAndReleasing)
+                if lifo != 0 {
+                    worker.steals.add(1, ordering: .relaxed)
+                    return RunnableRef(bits: lifo)
+                }
+            }
+        }
+        return popInject(worker)
+    }
+
+    private func hasWork(for worker: Worker) -> Bool {
+        if injectCount.load(ordering: .sequentiallyConsistent) > 0 { return true }
+        if worker.lifo.load(ordering: .acquiring) != 0 || !worker.queue.isEmpty { return true }
+        for other in workers where other !== worker && other.active.load(ordering: .acquiring) {
+            if !other.queue.isEmpty { return true }
+            if other.lifo.load(ordering: .acquiring) != 0
+                && other.runningSince.load(ordering: .acquiring) != 0
+            {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// Polls the reactor and fires due timers without blocking, if no other thread drives.
+    private func maintenance(_ worker: Worker) {
+        if driverBusy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
+            .exchanged
+        {
+            runtime.reactor.turn(timeoutMilliseconds: 0)
+            driverBusy.store(false, ordering: .releasing)
+        }
+        runtime.timers.advance()
+    }
+
+    private func park(_ worker: Worker) {
+        idleLock.withLock {
+            idle.append(worker.index)
+            idleCount.add(1, ordering: .relaxed)
+        }
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if hasWork(for: worker) || stopping.load(ordering: .acquiring) {
+            removeFromIdle(worker)
+            return
+        }
+        worker.parks.add(1, ordering: .relaxed)
+        if driverBusy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
+            .exchanged
+        {
+            worker.inDriver.store(true, ordering: .releasing)
+            var timeout = runtime.timers.millisecondsUntilNext() ?? -1
+            if worker.isSpare || anyWorkerStalled() {
+                timeout = timeout < 0 ? 10 : min(timeout, 10)
+            }
+            if !hasWork(for: worker) && !stopping.load(ordering: .acquiring) {
+                runtime.reactor.turn(timeoutMilliseconds: timeout)
+            }
+            worker.inDriver.store(false, ordering: .releasing)
+            driverBusy.store(false, ordering: .releasing)
+            runtime.timers.advance()
+        } else if worker.isSpare {
+            // A spare never sleeps long: it exists to keep things moving during a stall.
+            usleep(1_000)
+        } else {
+            worker.parker.park()
+        }
+        removeFromIdle(worker)
+    }
+
+    private func removeFromIdle(_ worker: Worker) {
+        idleLock.withLock {
+            if let position = idle.lastIndex(of: worker.index) {
+                idle.remove(at: position)
+                idleCount.subtract(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    // MARK: Stall detector
+
+    func anyWorkerStalled() -> Bool {
+        let now = monotonicNanoseconds()
+        for index in 0..<workerCount {
+            let since = workers[index].runningSince.load(ordering: .acquiring)
+            if since != 0 && now > since && now - since >= stallThreshold { return true }
+        }
+        return false
+    }
+
+    private func monitorLoop() {
+        let interval = max(stallThreshold / 2, 1_000_000)
+        while !stopping.load(ordering: .acquiring) {
+            usleep(UInt32(min(interval / 1_000, 1_000_000)))
+            let now = monotonicNanoseconds()
+            var stalled = 0
+            for index in 0..<workerCount {
+                let worker = workers[index]
+                let since = worker.runningSince.load(ordering: .acquiring)
+                guard since != 0, now > since, now - since >= stallThreshold else { continue }
+                stalled += 1
+                let job = worker.jobsRun.load(ordering: .acquiring)
+                if worker.stallReported.exchange(job, ordering: .acquiringAndReleasing) != job {
+                    worker.stallsSeen.add(1, ordering: .relaxed)
+                    onStall(StallReport(
+                        worker: index, duration: .nanoseconds(Int64(now - since))))
+                }
+            }
+            if stalled > 0 && sparesActive.load(ordering: .acquiring) < stalled {
+                startSpare()
+            }
+        }
+    }
+
+    private func startSpare() {
+        for index in workerCount..<workers.count {
+            let spare = workers[index]
+            if spare.active.load(ordering: .acquiring) { continue }
+            sparesActive.add(1, ordering: .acquiringAndReleasing)
+            sparesStarted.add(1, ordering: .relaxed)
+            startThread(spare)
+            return
+        }
+    }
+
+    // MARK: Metrics
+
+    func workerMetrics() -> [WorkerMetrics] {
+        workers.prefix(workerCount).map { worker in
+            WorkerMetrics(
+                polls: worker.polls.load(ordering: .relaxed),
+                steals: worker.steals.load(ordering: .relaxed),
+                parks: worker.parks.load(ordering: .relaxed),
+                localQueueDepth: worker.queue.count
+                    + (worker.lifo.load(ordering: .relaxed) != 0 ? 1 : 0),
+                stallsSeen: worker.stallsSeen.load(ordering: .relaxed))
+        }
+    }
+
+    var globalQueueDepth: Int { injectCount.load(ordering: .relaxed) }
+}
+
+private final class WorkerStart {
+    let scheduler: MultiThreadScheduler
+    let worker: Worker
+    init(scheduler: MultiThreadScheduler, worker: Worker) {
+        self.scheduler = scheduler
+        self.worker = worker
+    }
+}
+
+/// What the stall detector saw: a worker inside one job for too long.
+public struct StallReport: Sendable, Equatable, CustomStringConvertible {
+    /// The worker's index.
+    public var worker: Int
+    /// How long it had been running that job when noticed.
+    public var duration: Duration
+
+    public var description: String {
+        "worker \(worker) has been running one job for \(duration) without yielding"
+    }
+}
+
+/// Counters of one worker thread.
+public struct WorkerMetrics: Sendable, Equatable {
+    /// Jobs and poll-task turns run.
+    public var polls: Int
+    /// Successful steals from other workers.
+    public var steals: Int
+    /// Times the worker parked (in the reactor or on its condition variable).
+    public var parks: Int
+    /// Runnables waiting in its local queue and LIFO slot.
+    public var localQueueDepth: Int
+    /// Stalls the detector reported for it.
+    public var stallsSeen: Int
+}
