@@ -15,6 +15,7 @@ import Glibc
 #endif
 import TideCore
 
+@usableFromInline
 enum Coop {
     /// Leaf operations a task may complete per scheduling turn.
     static let budgetPerTurn = 128

@@ -222,6 +222,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         return JoinHandle(executor: self, body)
     }
 
+    var isShutDownFlag: Bool { isShutDown.load(ordering: .acquiring) }
+
     func noteSpawned() {
         counters.spawned.add(1, ordering: .relaxed)
     }

@@ -18,6 +18,7 @@ public struct Receiver<Element: Sendable>: Sendable {
     /// - Throws: `CancellationError` if the task is cancelled while waiting.
     @inlinable
     public nonisolated(nonsending) func receive() async throws(CancellationError) -> Element? {
+        if !Coop.spend() { await Tide.yield() }
         var attempt = ChannelStorage<Element>.Attempt.blocked
         let element = handle.storage.receive(nil, nil, &attempt)
         if attempt != .blocked { return element }
@@ -67,6 +68,7 @@ public struct ReceiveFuture<Element: Sendable>: Future {
     /// Takes a value if there is one; `nil` if closed and drained; otherwise registers.
     @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<Element?> {
+        guard Coop.proceed(&context) else { return .pending }
         let storage = handle.storage
         var attempt = ChannelStorage<Element>.Attempt.blocked
         if waiter == nil {

@@ -16,6 +16,7 @@ public struct Sender<Element: Sendable>: Sendable {
     ///   receiver is gone; ``SendError/cancelled(_:)`` if the task was cancelled while waiting.
     @inlinable
     public nonisolated(nonsending) func send(_ value: Element) async throws(SendError<Element>) {
+        if !Coop.spend() { await Tide.yield() }
         switch handle.storage.send(value, nil, nil) {
         case .done: return
         case .closed: throw .closed(value)
@@ -78,6 +79,7 @@ public struct SendFuture<Element: Sendable>: Future {
     @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<Result<Void, SendError<Element>>> {
         guard let pending = value else { preconditionFailure("SendFuture polled after it completed") }
+        guard Coop.proceed(&context) else { return .pending }
         let storage = handle.storage
         if waiter == nil {
             switch storage.send(pending, nil, nil) {

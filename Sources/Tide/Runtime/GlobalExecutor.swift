@@ -1,0 +1,192 @@
+/*
+ Installing Tide as Swift's global executor.
+
+ Mechanism: the Swift runtime (libswift_Concurrency) exports hook variables that it consults
+ before its own global executor: `swift_task_enqueueGlobal_hook` (every job without a more
+ specific executor: `Task {}`, `Task.detached`, task-group children and `async let` without a
+ task executor preference, default actors' jobs), `swift_task_enqueueGlobalWithDelay_hook` and
+ `swift_task_enqueueGlobalWithDeadline_hook` (`Task.sleep` and other delayed jobs). We find them
+ with dlsym and store our functions in them, so jobs land on a Tide runtime's queues and delayed
+ jobs on its timing wheel. (The toolchain's `ExecutorFactory` mechanism exists only as SPI and
+ did not receive jobs in a probe; the hooks are what SwiftNIO uses too.)
+
+ Delayed jobs: a `DelayedJob` object owns the job and a timer entry; the entry's waker is the
+ DelayedJob itself, so the wheel's wake enqueues the job. The object stays alive through the
+ retain held by the waker stored in the entry until the timer fires.
+*/
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import TideCore
+
+private typealias EnqueueOriginal = @convention(thin) (UnownedJob) -> Void
+private typealias EnqueueHook = @convention(thin) (UnownedJob, EnqueueOriginal) -> Void
+private typealias DelayOriginal = @convention(thin) (UInt64, UnownedJob) -> Void
+private typealias DelayHook = @convention(thin) (UInt64, UnownedJob, DelayOriginal) -> Void
+private typealias DeadlineOriginal =
+    @convention(thin) (Int64, Int64, Int64, Int64, Int32, UnownedJob) -> Void
+private typealias DeadlineHook =
+    @convention(thin) (Int64, Int64, Int64, Int64, Int32, UnownedJob, DeadlineOriginal) -> Void
+
+/// The runtime that receives global jobs, and the hooks that were there before.
+private enum GlobalExecutorState {
+    /// The installed runtime's object pointer (retained), 0 when none.
+    static let runtime = Atomic<UInt>(0)
+    static let lock = SyncLock()
+    nonisolated(unsafe) static var previous: (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
+        UnsafeMutableRawPointer?) = (nil, nil, nil)
+
+    static var installed: Runtime? {
+        let bits = runtime.load(ordering: .acquiring)
+        guard let pointer = UnsafeRawPointer(bitPattern: bits) else { return nil }
+        return Unmanaged<Runtime>.fromOpaque(pointer).takeUnretainedValue()
+    }
+}
+
+private func hookSlot<T>(_ name: String, as type: T.Type) -> UnsafeMutablePointer<T>? {
+    // RTLD_DEFAULT (a null handle): the global scope, where libswift_Concurrency's symbols are.
+    guard let symbol = dlsym(nil, name) else { return nil }
+    return symbol.assumingMemoryBound(to: T.self)
+}
+
+/// A job waiting on the timing wheel for its deadline.
+private final class DelayedJob: @unchecked Sendable {
+    let job: UnownedJob
+    let runtime: Runtime
+    var entry: TimerEntry?
+
+    init(job: UnownedJob, runtime: Runtime) {
+        self.job = job
+        self.runtime = runtime
+    }
+
+    static let vtable = WakerVTable(
+        clone: { data in
+            _ = Unmanaged<DelayedJob>.fromOpaque(data!).retain()
+            return data
+        },
+        wake: { data in
+            let delayed = Unmanaged<DelayedJob>.fromOpaque(data!).takeRetainedValue()
+            delayed.fire()
+        },
+        wakeByRef: { data in
+            Unmanaged<DelayedJob>.fromOpaque(data!).takeUnretainedValue().fire()
+        },
+        drop: { data in
+            Unmanaged<DelayedJob>.fromOpaque(data!).release()
+        }
+    )
+
+    private func fire() {
+        guard let entry = entry else { return }
+        self.entry = nil
+        _ = entry
+        runtime.enqueueJob(job)
+    }
+
+    /// Arms the timer; enqueues at once if the deadline has passed.
+    static func schedule(_ job: UnownedJob, on runtime: Runtime, deadlineNanoseconds: UInt64) {
+        let delayed = DelayedJob(job: job, runtime: runtime)
+        let entry = runtime.timers.makeEntry(deadlineNanoseconds: deadlineNanoseconds)
+        delayed.entry = entry
+        let waker = Waker(
+            data: UnsafeRawPointer(Unmanaged.passRetained(delayed).toOpaque()), vtable: vtable)
+        var context = Context(waker: waker)
+        if case .ready = entry.poll(&context) {
+            delayed.entry = nil
+            runtime.enqueueJob(job)
+        }
+    }
+}
+
+private func clockNanoseconds(_ clock: clockid_t) -> Int64 {
+    var spec = timespec()
+    clock_gettime(clock, &spec)
+    return Int64(spec.tv_sec) &* 1_000_000_000 &+ Int64(spec.tv_nsec)
+}
+
+extension Tide {
+    /// Makes `runtime` Swift's global executor for the rest of the process: plain `Task {}`,
+    /// `Task.detached`, task-group children and `async let` (without a task executor
+    /// preference), default actors and `Task.sleep` then run on its workers and timers.
+    ///
+    /// Use a multi-thread runtime (`Runtime.multiThread()`); a current-thread runtime would run
+    /// global jobs only while some thread is inside its `run`. Call it early, before starting
+    /// tasks: jobs already queued on Swift's default executor stay there, everything enqueued
+    /// afterwards comes to Tide. `@MainActor` code is not affected: it keeps running on the main
+    /// executor (Dispatch's main queue, drained by the main thread).
+    ///
+    /// Mechanism: the `swift_task_enqueueGlobal*_hook` variables of the Swift runtime (the same
+    /// ones SwiftNIO uses). Throws ``RuntimeError/globalExecutorAlreadyInstalled`` on a second
+    /// call, ``RuntimeError/shutDown`` for a runtime that was shut down, and
+    /// ``RuntimeError/globalExecutorHooksUnavailable`` if the Swift runtime lacks the hooks.
+    public static func installAsGlobalExecutor(_ runtime: Runtime) throws(RuntimeError) {
+        if runtime.isShutDownFlag { throw .shutDown }
+        guard let enqueue = hookSlot("swift_task_enqueueGlobal_hook", as: EnqueueHook?.self),
+            let delay = hookSlot("swift_task_enqueueGlobalWithDelay_hook", as: DelayHook?.self),
+            let deadline = hookSlot(
+                "swift_task_enqueueGlobalWithDeadline_hook", as: DeadlineHook?.self)
+        else { throw .globalExecutorHooksUnavailable }
+        let pointer = Unmanaged.passRetained(runtime).toOpaque()
+        guard GlobalExecutorState.runtime.compareExchange(
+            expected: 0, desired: UInt(bitPattern: pointer), ordering: .acquiringAndReleasing
+        ).exchanged else {
+            Unmanaged<Runtime>.fromOpaque(pointer).release()
+            throw .globalExecutorAlreadyInstalled
+        }
+        GlobalExecutorState.lock.withLock {
+            GlobalExecutorState.previous = (
+                unsafeBitCast(enqueue.pointee, to: UnsafeMutableRawPointer?.self),
+                unsafeBitCast(delay.pointee, to: UnsafeMutableRawPointer?.self),
+                unsafeBitCast(deadline.pointee, to: UnsafeMutableRawPointer?.self))
+            enqueue.pointee = { job, original in
+                guard let runtime = GlobalExecutorState.installed else { return original(job) }
+                runtime.enqueueJob(job)
+            }
+            delay.pointee = { delay, job, original in
+                guard let runtime = GlobalExecutorState.installed else {
+                    return original(delay, job)
+                }
+                let deadline = monotonicNanoseconds() &+ delay
+                DelayedJob.schedule(job, on: runtime, deadlineNanoseconds: deadline)
+            }
+            deadline.pointee = { seconds, nanoseconds, toleranceSeconds, toleranceNanoseconds, clock, job, original in
+                guard let runtime = GlobalExecutorState.installed else {
+                    return original(
+                        seconds, nanoseconds, toleranceSeconds, toleranceNanoseconds, clock, job)
+                }
+                // Swift's clock ids: 1 = ContinuousClock (CLOCK_BOOTTIME on Linux),
+                // 2 = SuspendingClock (CLOCK_MONOTONIC).
+                let source = clock == 1 ? CLOCK_BOOTTIME : CLOCK_MONOTONIC
+                let target = seconds &* 1_000_000_000 &+ nanoseconds
+                let remaining = max(target &- clockNanoseconds(source), 0)
+                let deadline = monotonicNanoseconds() &+ UInt64(remaining)
+                DelayedJob.schedule(job, on: runtime, deadlineNanoseconds: deadline)
+            }
+        }
+    }
+
+    /// The runtime installed with ``installAsGlobalExecutor(_:)``, if any.
+    public static var globalExecutor: Runtime? { GlobalExecutorState.installed }
+
+    /// Restores the hooks that were in place before ``installAsGlobalExecutor(_:)`` (for tests).
+    /// Jobs already queued on the runtime stay there.
+    static func uninstallGlobalExecutor() {
+        guard let enqueue = hookSlot("swift_task_enqueueGlobal_hook", as: UnsafeMutableRawPointer?.self),
+            let delay = hookSlot("swift_task_enqueueGlobalWithDelay_hook", as: UnsafeMutableRawPointer?.self),
+            let deadline = hookSlot(
+                "swift_task_enqueueGlobalWithDeadline_hook", as: UnsafeMutableRawPointer?.self)
+        else { return }
+        GlobalExecutorState.lock.withLock {
+            enqueue.pointee = GlobalExecutorState.previous.0
+            delay.pointee = GlobalExecutorState.previous.1
+            deadline.pointee = GlobalExecutorState.previous.2
+        }
+        let bits = GlobalExecutorState.runtime.exchange(0, ordering: .acquiringAndReleasing)
+        if let pointer = UnsafeRawPointer(bitPattern: bits) {
+            Unmanaged<Runtime>.fromOpaque(pointer).release()
+        }
+    }
+}
