@@ -5,11 +5,11 @@ import Glibc
 import Tide
 
 @main
-struct TideCommand: ParsableCommand {
+struct TideCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tide",
         abstract: "Tide, an async runtime for Swift: demos of what it does.",
-        subcommands: [Keys.self, Demo.self],
+        subcommands: [Keys.self, Demo.self, Global.self],
         defaultSubcommand: Demo.self
     )
 }
@@ -136,4 +136,66 @@ struct Demo: ParsableCommand {
             say("metrics: \(runtime.metrics)")
         }
     }
+}
+
+struct Global: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Install Tide as Swift's global executor and show where plain tasks run.",
+        discussion: """
+            Installs a multi-thread runtime with Tide.installAsGlobalExecutor, then starts work \
+            the ordinary Swift way (Task {}, Task.detached, async let, a task group, a default \
+            actor, Task.sleep) and prints, for each, whether it ran on a Tide worker. Exits \
+            non-zero if any did not.
+            """
+    )
+
+    func run() async throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        try Tide.installAsGlobalExecutor(runtime)
+        var failures = 0
+        func report(_ name: String, _ passed: Bool) {
+            if !passed { failures += 1 }
+            say("\(passed ? "ok  " : "FAIL") \(name)")
+        }
+        let second = Result { () throws(RuntimeError) in try Tide.installAsGlobalExecutor(runtime) }
+        var refused = false
+        if case .failure(.globalExecutorAlreadyInstalled) = second { refused = true }
+        report("second install is refused with a typed error", refused)
+        report("Task {} runs on a Tide worker", await onTide(runtime))
+        report("Task.detached runs on a Tide worker", await Task.detached { Runtime.current === runtime }.value)
+        report("async let runs on a Tide worker", await Self.asyncLet(runtime))
+        report("task group children run on Tide workers", await Self.group(runtime))
+        report("default actor runs on a Tide worker", await Probe().check(runtime))
+        let (slept, sleptOnTide) = await Task.detached { () -> (Duration, Bool) in
+            let clock = ContinuousClock()
+            let start = clock.now
+            try? await Task.sleep(for: .milliseconds(20))
+            return (start.duration(to: clock.now), Runtime.current === runtime)
+        }.value
+        report("Task.sleep(for: 20 ms) waited \(slept) on Tide's timers", slept >= .milliseconds(20) && sleptOnTide)
+        say("the main actor keeps its own executor: @MainActor code runs on the main thread")
+        if failures > 0 { throw ExitCode(1) }
+    }
+
+    nonisolated func onTide(_ runtime: Runtime) async -> Bool {
+        await Task { Runtime.current === runtime }.value
+    }
+
+    static func asyncLet(_ runtime: Runtime) async -> Bool {
+        async let child = Runtime.current === runtime
+        return await child
+    }
+
+    static func group(_ runtime: Runtime) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 { group.addTask { Runtime.current === runtime } }
+            var all = true
+            for await onTide in group { all = all && onTide }
+            return all
+        }
+    }
+}
+
+actor Probe {
+    func check(_ runtime: Runtime) -> Bool { Runtime.current === runtime }
 }

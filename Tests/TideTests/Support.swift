@@ -70,3 +70,55 @@ final class Gate: @unchecked Sendable {
 
 /// Whether the test binary was built with `--sanitize=thread` (its runtime defines __tsan_init).
 let runningUnderThreadSanitizer = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil
+
+/// A shareable atomic counter (an `Atomic` cannot be stored in an array).
+final class AtomicCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    func increment() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// Runs the `tide` executable built next to the test bundle and returns its exit status and
+/// output (stdout and stderr). Bounded: the child is killed after 60 s.
+func runTideCommand(_ arguments: [String]) throws -> (status: Int32, text: String) {
+    var path = [CChar](repeating: 0, count: 4096)
+    let length = readlink("/proc/self/exe", &path, path.count - 1)
+    guard length > 0 else { throw SystemError("readlink", code: errno) }
+    var directory = String(decoding: path[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    while let slash = directory.lastIndex(of: "/"), !directory.hasSuffix(".xctest") {
+        directory = String(directory[..<slash])
+        if directory.isEmpty { break }
+    }
+    if let slash = directory.lastIndex(of: "/") { directory = String(directory[..<slash]) }
+    let executable = directory + "/tide"
+    guard access(executable, X_OK) == 0 else { throw SystemError("access(\(executable))", code: errno) }
+    var pipeFDs: [Int32] = [0, 0]
+    guard pipe(&pipeFDs) == 0 else { throw SystemError("pipe", code: errno) }
+    let argv = (["timeout", "60", executable] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
+    posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+    var child = pid_t()
+    let spawned = posix_spawnp(&child, "timeout", &actions, nil, argv, environ)
+    posix_spawn_file_actions_destroy(&actions)
+    close(pipeFDs[1])
+    guard spawned == 0 else {
+        close(pipeFDs[0])
+        throw SystemError("posix_spawnp", code: spawned)
+    }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(pipeFDs[0], &buffer, buffer.count)
+        if count <= 0 { break }
+        bytes += buffer[0..<count]
+    }
+    close(pipeFDs[0])
+    var status: Int32 = 0
+    waitpid(child, &status, 0)
+    let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exitCode, String(decoding: bytes, as: UTF8.self))
+}

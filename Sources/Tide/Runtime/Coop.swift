@@ -1,13 +1,14 @@
 /*
  Coop: the cooperative budget. Each task gets `budgetPerTurn` leaf operations per scheduling
- turn; the runtime resets the budget before it runs a job or a poll task. A leaf operation that
+ turn; the runtime runs each job or poll task inside `Coop.turn`, which sets the budget. A leaf operation that
  would complete at once first spends one unit; when the budget is spent it makes the task yield
  instead (a Swift task re-queues itself behind the others; a poll task wakes itself and returns
  `.pending`). So a task that always finds data ready (a full channel, a readable socket) still
  lets the other tasks on its worker run.
 
- The budget is per thread (a thread runs one task at a time), kept behind a pthread key. Threads
- that are not runtime threads have an unlimited budget.
+ The budget is per thread (a thread runs one task at a time), kept behind a pthread key, and is
+ only limited inside a turn (`Coop.turn`): outside one, including threads that are not runtime
+ threads, it is unlimited.
 */
 
 #if canImport(Glibc)
@@ -33,15 +34,23 @@ enum Coop {
         pthread_getspecific(key)?.assumingMemoryBound(to: Int.self)
     }
 
-    /// Refills the calling thread's budget (the runtime calls it before every job or poll task).
-    static func reset() {
-        if let counter {
-            counter.pointee = budgetPerTurn
-            return
-        }
+    /// Runs one scheduling turn (a job or a poll task) with a fresh budget, then restores the
+    /// budget the thread had before, so code that runs outside a runtime turn (a test's
+    /// `LocalExecutor`, a nested runtime) never sees a budget spent by someone else.
+    @inline(__always)
+    static func turn(_ body: () -> Void) {
+        let counter = self.counter ?? makeCounter()
+        let saved = counter.pointee
+        counter.pointee = budgetPerTurn
+        body()
+        counter.pointee = saved
+    }
+
+    private static func makeCounter() -> UnsafeMutablePointer<Int> {
         let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-        counter.initialize(to: budgetPerTurn)
+        counter.initialize(to: .max)
         pthread_setspecific(key, counter)
+        return counter
     }
 
     /// Spends one unit; false when the budget is exhausted (the caller should yield).
@@ -51,6 +60,17 @@ enum Coop {
         if counter.pointee <= 0 { return false }
         counter.pointee -= 1
         return true
+    }
+
+    /// Runs `body` with the budget lifted, then restores it. For checks whose meaning is "is
+    /// anything ready right now" (a `select` with a default branch), where yielding would lie.
+    @usableFromInline
+    static func withUnlimitedBudget<R>(_ body: () -> R) -> R {
+        guard let counter else { return body() }
+        let saved = counter.pointee
+        counter.pointee = .max
+        defer { counter.pointee = saved }
+        return body()
     }
 
     /// For poll-based leaf futures: spends one unit, or, when the budget is spent, wakes the task

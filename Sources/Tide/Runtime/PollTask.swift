@@ -64,6 +64,16 @@ class PollTaskBase: @unchecked Sendable {
         wake()
     }
 
+    /// Completes the task as cancelled while no thread can be running it (runtime shut down).
+    final func cancelAtShutdown() {
+        if isComplete { return }
+        cancelFuture()
+        let flags = state.load(ordering: .acquiring) & ~Self.stateMask
+        state.store(flags | Self.cancelRequested | Self.complete, ordering: .releasing)
+        scheduler.taskFinished(self)
+        joinWaker.wake()
+    }
+
     /// Runs one scheduling turn of the task; called by the scheduler only.
     final func run() {
         let current = state.load(ordering: .acquiring)
@@ -82,7 +92,7 @@ class PollTaskBase: @unchecked Sendable {
         if finished {
             let flags = state.load(ordering: .acquiring) & ~Self.stateMask
             state.store(flags | Self.complete, ordering: .releasing)
-            scheduler.taskFinished()
+            scheduler.taskFinished(self)
             joinWaker.wake()
             return
         }

@@ -63,6 +63,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private var inject = RunQueue<Runnable>(capacity: 64)
     private let injectCount = Atomic<Int>(0)
     private let liveTasks = Atomic<Int>(0)
+    /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
+    /// waiting (not queued anywhere).
+    private let registryLock = SyncLock()
+    private var registry: [ObjectIdentifier: PollTaskBase] = [:]
     private let counters = Counters()
 
     private init(
@@ -204,6 +208,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         let task = PollTask(future: future, scheduler: self)
         liveTasks.add(1, ordering: .relaxed)
         counters.spawned.add(1, ordering: .relaxed)
+        registryLock.withLock { registry[ObjectIdentifier(task)] = task }
         task.state.store(PollTaskBase.scheduled, ordering: .releasing)
         // A new task goes behind the queued ones, not into the LIFO slot (that is for wakes).
         reschedule(task)
@@ -240,7 +245,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return }
         if let multi {
             multi.stop()
-            if multi.currentWorker == nil { keepAlive = nil }
+            if multi.currentWorker == nil {
+                keepAlive = nil
+                cancelWaitingTasks()
+            }
             return
         }
         var pending = injectLock.withLock { () -> [Runnable] in
@@ -255,6 +263,17 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             task.cancel()
             task.run()
         }
+        if owner.load(ordering: .acquiring) == 0 { cancelWaitingTasks() }
+    }
+
+    /// After the threads stopped: completes every poll task that is still alive as cancelled
+    /// (its future dropped, its joiners woken with `JoinError.cancelled`).
+    private func cancelWaitingTasks() {
+        let remaining = registryLock.withLock { () -> [PollTaskBase] in
+            defer { registry.removeAll() }
+            return Array(registry.values)
+        }
+        for task in remaining { task.cancelAtShutdown() }
     }
 
     // MARK: Executor
@@ -290,8 +309,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    func taskFinished() {
+    func taskFinished(_ task: PollTaskBase) {
         liveTasks.subtract(1, ordering: .relaxed)
+        registryLock.withLock { _ = registry.removeValue(forKey: ObjectIdentifier(task)) }
     }
 
     private func push(_ runnable: Runnable) {
@@ -321,12 +341,13 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         while outcome.result == nil {
             var ran = 0
             while ran < 61, outcome.result == nil, let runnable = local.pop() {
-                Coop.reset()
-                switch runnable {
-                case .job(let job):
-                    job.runSynchronously(on: executor)
-                case .task(let task):
-                    task.run()
+                Coop.turn {
+                    switch runnable {
+                    case .job(let job):
+                        job.runSynchronously(on: executor)
+                    case .task(let task):
+                        task.run()
+                    }
                 }
                 ran += 1
             }

@@ -189,12 +189,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
             if lifo != 0 { leftovers.append(RunnableRef(bits: lifo)) }
             while let item = worker.queue.pop() { leftovers.append(item) }
         }
-        for item in leftovers where item.isTask {
-            let task = item.takeTask()
-            task.cancel()
-            task.state.store(PollTaskBase.scheduled | PollTaskBase.cancelRequested, ordering: .releasing)
-            task.run()
-        }
+        // Queued poll tasks are released here; the runtime then cancels every live one.
+        for item in leftovers where item.isTask { _ = item.takeTask() }
     }
 
     // MARK: Scheduling
@@ -286,11 +282,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
         worker.runningSince.store(monotonicNanoseconds(), ordering: .releasing)
         worker.jobsRun.add(1, ordering: .relaxed)
         worker.polls.add(1, ordering: .relaxed)
-        Coop.reset()
-        if item.isTask {
-            item.takeTask().run()
-        } else {
-            item.job.runSynchronously(on: executor)
+        Coop.turn {
+            if item.isTask {
+                item.takeTask().run()
+            } else {
+                item.job.runSynchronously(on: executor)
+            }
         }
         worker.runningSince.store(0, ordering: .releasing)
     }

@@ -201,7 +201,9 @@ public nonisolated(nonsending) func select<Result>(
     if let fallback = builder.defaultHandler {
         let noop = Waker.noop
         var context = Context(waker: noop)
-        guard case .ready(let index) = future.poll(&context) else {
+        // The default branch means "nothing is ready": a spent coop budget must not fake that.
+        let outcome = Coop.withUnlimitedBudget { future.poll(&context) }
+        guard case .ready(let index) = outcome else {
             builder.dropBranches(except: -1)
             return try await fallback()
         }

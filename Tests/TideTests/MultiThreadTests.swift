@@ -1,0 +1,265 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import Testing
+@testable import Tide
+
+@Suite("Multi-thread runtime")
+struct MultiThreadTests {
+    @Test func badConfigurationIsATypedError() {
+        #expect(throws: RuntimeError.invalidWorkerCount(0)) { try Runtime.multiThread(workers: 0) }
+        #expect(throws: RuntimeError.invalidWorkerCount(-3)) { try Runtime.multiThread(workers: -3) }
+        #expect(throws: RuntimeError.invalidStallThreshold(.zero)) {
+            try Runtime.multiThread(workers: 1, stallThreshold: .zero)
+        }
+    }
+
+    @Test func runReturnsAndMisuseIsATypedError() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        #expect(try runtime.run { 40 + 2 } == 42)
+        let nested = try runtime.run { () -> RuntimeError? in
+            do {
+                _ = try runtime.run { 1 }
+                return nil
+            } catch let error as RuntimeError {
+                return error
+            }
+        }
+        #expect(nested == .alreadyRunning)
+        runtime.shutdown()
+        #expect(throws: RuntimeError.shutDown) { try runtime.run { 1 } }
+        #expect(throws: RuntimeError.shutDown) { try runtime.spawn(ready(1)) }
+    }
+
+    @Test func tasksRunOnWorkerThreadsNotTheCaller() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        let caller = UInt(pthread_self())
+        let threads = try runtime.run { () async -> [UInt] in
+            await withTaskGroup(of: UInt.self) { group in
+                for _ in 0..<50 {
+                    group.addTask {
+                        #expect(Runtime.current === runtime)
+                        return UInt(pthread_self())
+                    }
+                }
+                var all: [UInt] = []
+                for await thread in group { all.append(thread) }
+                return all
+            }
+        }
+        #expect(threads.count == 50)
+        #expect(!threads.contains(caller))
+    }
+
+    /// Every spawned task completes exactly once, with wakes coming from workers and from plain
+    /// threads at random moments; steals and the LIFO slot are exercised along the way.
+    @Test func stressEveryTaskCompletesExactlyOnce() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        let taskCount = 3_000
+        let completions = (0..<taskCount).map { _ in AtomicCounter() }
+        let gates = (0..<taskCount).map { _ in Gate() }
+        let total = try runtime.run { () async throws -> Int in
+            var pollHandles: [PollTaskHandle<Int>] = []
+            var swiftHandles: [JoinHandle<Int>] = []
+            for index in 0..<taskCount {
+                if index % 2 == 0 {
+                    pollHandles.append(try runtime.spawn(gates[index].future.map { _ in
+                        completions[index].increment()
+                        return 1
+                    }))
+                } else {
+                    let gate = gates[index]
+                    swiftHandles.append(Tide.spawn {
+                        await gate.future.wait()
+                        await Tide.yield()
+                        completions[index].increment()
+                        return 1
+                    })
+                }
+            }
+            // Half the gates are opened by OS threads, half by tasks on the workers.
+            let threads = (0..<2).map { offset in
+                TestThread {
+                    var random = TestRandom(seed: UInt64(offset + 99))
+                    var index = offset * 2
+                    while index < taskCount {
+                        jitter(&random, upTo: 30)
+                        gates[index].set()
+                        index += 4
+                    }
+                }
+            }
+            let openers = (0..<2).map { offset in
+                Tide.spawn {
+                    var index = offset * 2 + 1
+                    while index < taskCount {
+                        gates[index].set()
+                        if index % 7 == 0 { await Tide.yield() }
+                        index += 4
+                    }
+                }
+            }
+            var sum = 0
+            for handle in pollHandles { sum += try await handle.value }
+            for handle in swiftHandles { sum += try await handle.value }
+            for opener in openers { try await opener.value }
+            for thread in threads { thread.join() }
+            return sum
+        }
+        #expect(total == taskCount)
+        #expect(completions.allSatisfy { $0.value == 1 })
+        let metrics = runtime.metrics
+        #expect(metrics.pollTasksAlive == 0)
+        #expect(metrics.workers.count == 2)
+        #expect(metrics.totalPolls >= taskCount)
+    }
+
+    @Test func idleWorkersStealQueuedWork() throws {
+        let runtime = try Runtime.multiThread(workers: 2, stallThreshold: .seconds(30))
+        defer { runtime.shutdown() }
+        try runtime.run {
+            // Spawned from one worker in a burst: they queue locally there, the other worker
+            // must steal to help.
+            var handles: [PollTaskHandle<Int>] = []
+            for index in 0..<2_000 {
+                handles.append(try runtime.spawn(lazy { () -> Int in
+                    var spin = 0
+                    for step in 0..<2_000 { spin &+= step }
+                    return spin == -1 ? 0 : index
+                }))
+            }
+            var sum = 0
+            for handle in handles { sum += try await handle.value }
+            #expect(sum == (0..<2_000).reduce(0, +))
+        }
+        let steals = runtime.metrics.workers.reduce(0) { $0 + $1.steals }
+        #expect(steals > 0)
+    }
+
+    @Test func shutdownCancelsPendingPollTasksAndJoinsThreads() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        let gate = Gate()
+        let handle = try runtime.spawn(gate.future.map { 1 })
+        // Let it be polled once and park on the gate.
+        try runtime.run { await Tide.yield() }
+        #expect(!handle.isFinished)
+        runtime.shutdown()
+        #expect(throws: RuntimeError.shutDown) { try runtime.spawn(ready(1)) }
+        // The waiting task was cancelled: its future dropped, its joiners told.
+        #expect(handle.isFinished)
+        var poll = handle
+        var context = Context(waker: Waker.noop)
+        guard case .ready(.failure(.cancelled)) = poll.poll(&context) else {
+            Issue.record("a task pending at shutdown should end as cancelled")
+            return
+        }
+        #expect(runtime.metrics.pollTasksAlive == 0)
+        // Waking it afterwards is harmless.
+        gate.set()
+    }
+
+    @Test func stallDetectorKeepsOtherTasksRunning() throws {
+        let reports = Synchronization.Mutex<[StallReport]>([])
+        let runtime = try Runtime.multiThread(
+            workers: 1, stallThreshold: .milliseconds(20),
+            onStall: { report in reports.withLock { $0.append(report) } })
+        defer { runtime.shutdown() }
+        let ticks = AtomicCounter()
+        let sawTicksWhileSpinning = try runtime.run { () async throws -> Int in
+            let ticker = Tide.spawn {
+                for _ in 0..<1_000 {
+                    try await Tide.sleep(for: .milliseconds(2))
+                    ticks.increment()
+                }
+            }
+            // Let the ticker start, then spin on the only worker without ever yielding, until
+            // the ticker has ticked 5 times (or 5 s pass: then the detector failed).
+            try await Tide.sleep(for: .milliseconds(1))
+            let spinner = Tide.spawn { () -> Int in
+                let start = ticks.value
+                let deadline = monotonicNow() + 5_000_000_000
+                while ticks.value < start + 5 && monotonicNow() < deadline {}
+                return ticks.value - start
+            }
+            let seen = try await spinner.value
+            ticker.cancel()
+            return seen
+        }
+        #expect(sawTicksWhileSpinning >= 5)
+        let reported = reports.withLock { $0 }
+        #expect(!reported.isEmpty)
+        #expect(reported.allSatisfy { $0.worker == 0 && $0.duration >= .milliseconds(20) })
+        #expect(runtime.metrics.sparesStarted >= 1)
+        #expect(runtime.metrics.workers[0].stallsSeen >= 1)
+    }
+
+    @Test func coopBudgetLetsAnotherTaskRunOnTheSameThread() throws {
+        // Current-thread: one thread, so without the budget the busy task would finish its whole
+        // loop before the flag could be set.
+        let runtime = try Runtime.currentThread()
+        let (received, sawFlag) = try runtime.run { () async throws -> (Int, Bool) in
+            let (tx, rx) = Channel<Int>.unbounded()
+            for value in 0..<10_000 { try tx.trySend(value) }
+            let flag = Atomic<Bool>(false)
+            let setter = Tide.spawn { flag.store(true, ordering: .relaxed) }
+            var received = 0
+            while received < 10_000, !flag.load(ordering: .relaxed) {
+                _ = try await rx.receive()
+                received += 1
+            }
+            try await setter.value
+            return (received, flag.load(ordering: .relaxed))
+        }
+        #expect(sawFlag)
+        #expect(received <= Coop.budgetPerTurn + 1)
+    }
+
+    @Test func coopBudgetAppliesToPollTasks() throws {
+        let runtime = try Runtime.multiThread(workers: 1)
+        defer { runtime.shutdown() }
+        let (received, sawFlag) = try runtime.run { () async throws -> (Int, Bool) in
+            let (tx, rx) = Channel<Int>.unbounded()
+            for value in 0..<10_000 { try tx.trySend(value) }
+            let flag = Atomic<Bool>(false)
+            final class Count: @unchecked Sendable { var value = 0 }
+            let count = Count()
+            var receive = rx.receiveFuture()
+            let busy = try runtime.spawn(pollFn { context -> Poll<Void> in
+                while count.value < 10_000, !flag.load(ordering: .relaxed) {
+                    guard case .ready = receive.poll(&context) else { return .pending }
+                    receive = rx.receiveFuture()
+                    count.value += 1
+                }
+                return .ready(())
+            })
+            let setter = try runtime.spawn(lazy { flag.store(true, ordering: .relaxed) })
+            try await busy.value
+            try await setter.value
+            return (count.value, flag.load(ordering: .relaxed))
+        }
+        #expect(sawFlag)
+        #expect(received < 10_000)
+    }
+}
+
+/// Installing the global executor changes where every task of the process runs, the test
+/// runner's own included, so it is checked in a child process: `tide global`, built with the
+/// tests, installs a multi-thread runtime and reports where plain tasks, detached tasks, async let,
+/// task groups, actors and Task.sleep ran.
+@Suite("Global executor")
+struct GlobalExecutorTests {
+    @Test func plainTasksSleepAndActorsRunOnTideInAChildProcess() throws {
+        let output = try runTideCommand(["global"])
+        #expect(output.status == 0, "tide global exited with \(output.status): \(output.text)")
+        for check in ["Task {}", "Task.detached", "async let", "task group", "default actor",
+                      "Task.sleep", "second install"]
+        {
+            let line = output.text.split(separator: "\n").first { $0.contains(check) }
+            #expect(line?.hasPrefix("ok") == true, "missing or failed: \(check)\n\(output.text)")
+        }
+    }
+}
