@@ -7,6 +7,7 @@
 
  `scale` (default 1.0) multiplies every N; workloads are spawn, pingpong, mpsc, idle, timers,
  stall and yield (all of them when none is named). Example: `... tide-benchmarks 0.1 spawn yield`.
+ To profile one runtime, set TIDE_BENCH_RUNTIMES (comma-separated names) to run only those.
 
  Runtimes: tide-ct (current-thread runtime, Swift tasks), tide-mt (multi-thread runtime, 2
  workers; a temporary shim maps it to current-thread until the library provides it), tide-poll
@@ -85,9 +86,14 @@ guard unknown.isEmpty else {
 }
 let workloads = selected.isEmpty ? allWorkloads : allWorkloads.filter { selected.contains($0.name) }
 
+// Optional, for profiling one runtime: TIDE_BENCH_RUNTIMES=tide-poll,nio limits the runtimes.
+let runtimeFilter: Set<String>? = getenv("TIDE_BENCH_RUNTIMES").map { value in
+    Set(String(cString: value).split(separator: ",").map(String.init))
+}
+
 var measurements: [Measurement] = []
 for workload in workloads {
-    for entry in workload.entries {
+    for entry in workload.entries where runtimeFilter?.contains(entry.runtime) ?? true {
         let metrics: [(name: String, value: Double)]
         do {
             if entry.ownProcess {
