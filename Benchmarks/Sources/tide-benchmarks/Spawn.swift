@@ -57,12 +57,21 @@ func spawnWorkload() -> Workload {
         let count = scaled(baseCount, scale)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }
+        let loops = Array(group.makeIterator())
         let start = monotonicNanos()
-        var futures: [EventLoopFuture<Int>] = []
-        futures.reserveCapacity(count)
-        for index in 0..<count { futures.append(group.next().submit { index }) }
-        let all = EventLoopFuture.whenAllSucceed(futures, on: group.next())
-        let sum = try all.map { $0.reduce(0, &+) }.wait()
+        // Like the Tide and Swift tasks, the work is spawned from inside the runtime: each loop
+        // submits its share (every loops.count-th index) to itself and joins it.
+        let partials = loops.enumerated().map { loopIndex, loop in
+            loop.flatSubmit {
+                var futures: [EventLoopFuture<Int>] = []
+                futures.reserveCapacity(count / loops.count + 1)
+                for index in stride(from: loopIndex, to: count, by: loops.count) {
+                    futures.append(loop.submit { index })
+                }
+                return EventLoopFuture.whenAllSucceed(futures, on: loop).map { $0.reduce(0, &+) }
+            }
+        }
+        let sum = try partials.reduce(0) { try $0 &+ $1.wait() }
         return spawnMetrics(count: count, sum: sum, start: start)
     })
     return Workload(
