@@ -1,0 +1,85 @@
+// W1 spawn: spawn N tasks that each return their index, then await all of them and sum.
+// Metrics: tasks_per_s (N / wall time, spawning and joining included) and wall_s.
+
+import NIOCore
+import NIOPosix
+import Tide
+
+private let baseCount = 1_000_000
+
+func spawnWorkload() -> Workload {
+    var entries: [Entry] = []
+    for flavor in TideFlavor.allCases {
+        entries.append(Entry(flavor.name) { scale in
+            let count = scaled(baseCount, scale)
+            let start = monotonicNanos()
+            let sum = try withTideRuntime(flavor) {
+                var handles: [JoinHandle<Int>] = []
+                handles.reserveCapacity(count)
+                for index in 0..<count { handles.append(Tide.spawn { index }) }
+                var sum = 0
+                for handle in handles { sum &+= try await handle.value }
+                return sum
+            }
+            return spawnMetrics(count: count, sum: sum, start: start)
+        })
+    }
+    entries.append(Entry("tide-poll") { scale in
+        let count = scaled(baseCount, scale)
+        let start = monotonicNanos()
+        let sum = try withPollRuntime { runtime in
+            var handles: [PollTaskHandle<Int>] = []
+            handles.reserveCapacity(count)
+            for index in 0..<count { handles.append(try runtime.spawn(ready(index))) }
+            // One JoinAll future polls every handle; it is woken by each completion but (on a
+            // current-thread runtime) runs again only after the queued tasks ran.
+            let results = await joinAll(handles).wait()
+            var sum = 0
+            for result in results { sum &+= try result.get() }
+            return sum
+        }
+        return spawnMetrics(count: count, sum: sum, start: start)
+    })
+    entries.append(Entry("swift-default") { scale in
+        let count = scaled(baseCount, scale)
+        let start = monotonicNanos()
+        let sum = try blockingOnGlobalExecutor {
+            var tasks: [Task<Int, Never>] = []
+            tasks.reserveCapacity(count)
+            for index in 0..<count { tasks.append(Task { index }) }
+            var sum = 0
+            for task in tasks { sum &+= await task.value }
+            return sum
+        }
+        return spawnMetrics(count: count, sum: sum, start: start)
+    })
+    entries.append(Entry("nio") { scale in
+        let count = scaled(baseCount, scale)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let loops = Array(group.makeIterator())
+        let start = monotonicNanos()
+        // Like the Tide and Swift tasks, the work is spawned from inside the runtime: each loop
+        // submits its share (every loops.count-th index) to itself and joins it.
+        let partials = loops.enumerated().map { loopIndex, loop in
+            loop.flatSubmit {
+                var futures: [EventLoopFuture<Int>] = []
+                futures.reserveCapacity(count / loops.count + 1)
+                for index in stride(from: loopIndex, to: count, by: loops.count) {
+                    futures.append(loop.submit { index })
+                }
+                return EventLoopFuture.whenAllSucceed(futures, on: loop).map { $0.reduce(0, &+) }
+            }
+        }
+        let sum = try partials.reduce(0) { try $0 &+ $1.wait() }
+        return spawnMetrics(count: count, sum: sum, start: start)
+    })
+    return Workload(
+        name: "spawn", primaryMetric: "tasks_per_s", higherIsBetter: true, entries: entries)
+}
+
+private func spawnMetrics(count: Int, sum: Int, start: Int64) -> [(name: String, value: Double)] {
+    let wall = secondsSince(start)
+    precondition(sum == count * (count - 1) / 2, "spawn: wrong sum \(sum)")
+    return [("tasks_per_s", Double(count) / wall), ("wall_s", wall)]
+}
