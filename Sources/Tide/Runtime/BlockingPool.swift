@@ -91,7 +91,8 @@ public struct BlockingPoolMetrics: Equatable, Sendable {
     public var queuedJobs: Int
     /// Jobs running now.
     public var runningJobs: Int
-    /// Jobs that have finished since the pool was created (returned or threw).
+    /// Jobs that have finished since the pool was created (returned or threw). A job is counted
+    /// just after its result is delivered, so the count can briefly lag a handle that finished.
     public var completedJobs: Int
     /// Submissions refused because the queue was full.
     public var rejectedJobs: Int
