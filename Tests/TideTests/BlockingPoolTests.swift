@@ -33,6 +33,30 @@ private func waitUntil(_ condition: () -> Bool) -> Bool {
     return condition()
 }
 
+/// Records, when released, whether the calling thread could take `lock` (it cannot if it holds
+/// it: the pool's mutex is not recursive). Retries so that another thread holding it briefly does
+/// not count.
+private final class LockProbe: @unchecked Sendable {
+    let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    let lockWasFree: Counter
+
+    init(_ mutex: UnsafeMutablePointer<pthread_mutex_t>, recordingInto lockWasFree: Counter) {
+        self.mutex = mutex
+        self.lockWasFree = lockWasFree
+    }
+
+    deinit {
+        for _ in 0..<1_000 {
+            if pthread_mutex_trylock(mutex) == 0 {
+                pthread_mutex_unlock(mutex)
+                lockWasFree.add()
+                return
+            }
+            usleep(100)
+        }
+    }
+}
+
 @Suite("BlockingPool")
 struct BlockingPoolTests {
     @Test func invalidArgumentsAreTypedErrors() {
@@ -187,6 +211,20 @@ struct BlockingPoolTests {
         #expect(pool.metrics.idleThreads == 0)
         // A retired pool starts threads again for new work.
         #expect(try blockOn(try pool.submit { "back" }).get() == "back")
+    }
+
+    @Test func aJobsClosureIsReleasedOutsideThePoolLock() throws {
+        let pool = try BlockingPool(maximumThreads: 1)
+        defer { pool.shutdown() }
+        let lockWasFree = Counter()
+        // Only the job's closure holds the probe, so the pool thread usually releases it last.
+        let handle = try pool.submit {
+            [probe = LockProbe(pool.state.lock.mutex, recordingInto: lockWasFree)] in
+            withExtendedLifetime(probe) { true }
+        }
+        #expect(try blockOn(handle).get())
+        #expect(waitUntil { pool.metrics.completedJobs == 1 })
+        #expect(lockWasFree.value == 1)
     }
 
     @Test func shutdownFinishesQueuedJobsJoinsThreadsAndRejectsNewWork() throws {

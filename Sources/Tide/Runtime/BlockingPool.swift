@@ -2,7 +2,7 @@
  BlockingPool: a pool of OS threads for work that blocks (file I/O, DNS, foreign code), so that
  it never runs on a runtime worker.
 
- Lock. One pthread mutex (`lock`) guards every field of `PoolState`: the job queue, the map of
+ Lock. One pthread mutex (`lock`) guards every field of `BlockingPoolState`: the job queue, the map of
  live threads, the counters and the shutdown flags. Two condition variables use it, both on
  CLOCK_MONOTONIC (pthread_condattr_setclock) so that a change of the wall clock neither wakes an
  idle thread early nor keeps it forever: `work` (idle threads wait here for a job) and `exited`
@@ -124,7 +124,7 @@ public final class BlockingPool: @unchecked Sendable {
     /// `gdb` and `perf`.
     public let name: String
 
-    let state: PoolState
+    let state: BlockingPoolState
 
     /// Creates a pool; no thread is started until the first job arrives.
     ///
@@ -158,7 +158,7 @@ public final class BlockingPool: @unchecked Sendable {
         self.keepAlive = keepAlive
         self.queueCapacity = queueCapacity
         self.name = name
-        state = PoolState(
+        state = BlockingPoolState(
             maximumThreads: maximumThreads, keepAlive: keepAlive, queueCapacity: queueCapacity,
             name: name)
     }
@@ -240,7 +240,7 @@ public final class BlockingPool: @unchecked Sendable {
     /// call can wait for them. A zero or negative timeout only checks.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
-        state.shutdown(deadline: MonotonicDeadline(after: timeout))
+        state.shutdown(deadline: BlockingPoolDeadline(after: timeout))
     }
 
     /// The pool's counters now (threads alive and idle, queued, running, completed and rejected
@@ -251,7 +251,7 @@ public final class BlockingPool: @unchecked Sendable {
 }
 
 /// A point in CLOCK_MONOTONIC time, as the `timespec` that `pthread_cond_timedwait` takes.
-struct MonotonicDeadline {
+fileprivate struct BlockingPoolDeadline {
     var time: timespec
 
     /// `duration` from now; negative durations are now, and huge ones are clamped to about a
@@ -275,7 +275,7 @@ struct MonotonicDeadline {
 
 /// The shared part of a pool: what its threads and its owner both see. See the comment at the top
 /// of this file for the protocol.
-final class PoolState: @unchecked Sendable {
+final class BlockingPoolState: @unchecked Sendable {
     typealias Job = @Sendable () -> Void
 
     let maximumThreads: Int
@@ -393,10 +393,13 @@ final class PoolState: @unchecked Sendable {
         nameThisThread()
         pthread_mutex_lock(lock.mutex)
         while true {
-            if let job = queue.pop() {
+            if !queue.isEmpty {
+                var job = queue.pop()
                 running += 1
                 pthread_mutex_unlock(lock.mutex)
-                job()
+                job?()
+                // Release the closure (and what it captured) before taking the lock again.
+                job = nil
                 pthread_mutex_lock(lock.mutex)
                 running -= 1
                 completed += 1
@@ -424,7 +427,7 @@ final class PoolState: @unchecked Sendable {
     /// Waits idle for a job; returns false when the thread should retire. Lock held.
     private func waitForWork() -> Bool {
         idle += 1
-        var deadline = MonotonicDeadline(after: keepAlive).time
+        var deadline = BlockingPoolDeadline(after: keepAlive).time
         while true {
             let result = pthread_cond_timedwait(work, lock.mutex, &deadline)
             if notified > 0 {
@@ -460,7 +463,7 @@ final class PoolState: @unchecked Sendable {
     // MARK: Shutdown
 
     /// See ``BlockingPool/shutdown(timeout:)``; a nil deadline waits as long as it takes.
-    func shutdown(deadline: MonotonicDeadline?) -> Bool {
+    fileprivate func shutdown(deadline: BlockingPoolDeadline?) -> Bool {
         pthread_mutex_lock(lock.mutex)
         if !shuttingDown {
             shuttingDown = true
@@ -521,10 +524,10 @@ final class PoolState: @unchecked Sendable {
 
 /// What a new worker thread receives: its pool and its key in the pool's thread map.
 private final class WorkerContext {
-    let state: PoolState
+    let state: BlockingPoolState
     let id: Int
 
-    init(state: PoolState, id: Int) {
+    init(state: BlockingPoolState, id: Int) {
         self.state = state
         self.id = id
     }

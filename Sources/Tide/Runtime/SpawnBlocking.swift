@@ -65,7 +65,15 @@ public struct BlockingHandle<T: Sendable>: Future, Sendable {
     public var value: T {
         get async throws {
             if let result = completion.finished() { return try result.get() }
-            return try await self.waitCancellable().get()
+            let result: Result<T, any Error>
+            do {
+                result = try await self.waitCancellable()
+            } catch {
+                // Leave no waker behind: the job would otherwise keep it until it finishes.
+                completion.waker.clear()
+                throw error
+            }
+            return try result.get()
         }
     }
 }
