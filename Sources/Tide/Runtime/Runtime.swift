@@ -49,6 +49,11 @@ enum Runnable {
 public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// The runtime's I/O driver.
     public let reactor: Reactor
+    /// Where ``Tide/spawnBlocking(_:)`` runs blocking work for this runtime's tasks: up to 512
+    /// threads, started on demand, retired after 10 s idle; shut down with the runtime.
+    public let blockingPool = BlockingPool(
+        checkedMaximumThreads: 512, keepAlive: .seconds(10), queueCapacity: 65_536,
+        name: "tide-blocking")
     let timers: TimerWheel
 
     /// The multi-thread scheduler, or nil for the current-thread flavour.
@@ -239,7 +244,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// leaks their tasks: finish or cancel Swift tasks before shutting down.
     ///
     /// Multi-thread flavour: every worker finishes the job it is running and exits, and the worker
-    /// and monitor threads are joined before this returns. Called from one of the runtime's own
+    /// and monitor threads are joined before this returns. Poll tasks still waiting complete as
+    /// cancelled. The blocking pool finishes its queued jobs and its threads are joined. Called from one of the runtime's own
     /// tasks, the threads are told to stop but not joined (a thread cannot join itself).
     public func shutdown() {
         if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return }
@@ -248,6 +254,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             if multi.currentWorker == nil {
                 keepAlive = nil
                 cancelWaitingTasks()
+                blockingPool.shutdown()
             }
             return
         }
@@ -263,7 +270,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             task.cancel()
             task.run()
         }
-        if owner.load(ordering: .acquiring) == 0 { cancelWaitingTasks() }
+        if owner.load(ordering: .acquiring) == 0 {
+            cancelWaitingTasks()
+            blockingPool.shutdown()
+        }
     }
 
     /// After the threads stopped: completes every poll task that is still alive as cancelled
@@ -406,7 +416,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             ioRegistrations: reactor.registrations,
             workers: multi?.workerMetrics() ?? [],
             globalQueueDepth: multi?.globalQueueDepth ?? injectCount.load(ordering: .relaxed),
-            sparesStarted: multi?.sparesStarted.load(ordering: .relaxed) ?? 0)
+            sparesStarted: multi?.sparesStarted.load(ordering: .relaxed) ?? 0,
+            blocking: blockingPool.metrics)
     }
 
     private static let currentKey: pthread_key_t = {
@@ -436,6 +447,8 @@ public struct Metrics: Sendable, Equatable {
     public var globalQueueDepth: Int
     /// Spare threads the stall detector started so far.
     public var sparesStarted: Int
+    /// The runtime's blocking pool.
+    public var blocking: BlockingPoolMetrics
     /// Polls summed over workers (multi-thread) or the runtime's own count (current-thread).
     public var totalPolls: Int { workers.isEmpty ? polls : workers.reduce(0) { $0 + $1.polls } }
 }

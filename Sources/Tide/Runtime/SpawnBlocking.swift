@@ -84,8 +84,8 @@ extension Tide {
     ///
     /// Use it for work that blocks its thread: file I/O, DNS (`getaddrinfo`), a C library that
     /// waits, a long computation with no suspension points. Run on a runtime worker, such work
-    /// would stop every other task of that worker until it returned. `body` runs on one of
-    /// ``BlockingPool/shared``'s threads.
+    /// would stop every other task of that worker until it returned. `body` runs on a thread of
+    /// the current runtime's ``Runtime/blockingPool`` (``BlockingPool/shared`` outside a runtime).
     ///
     /// Errors thrown by `body` are rethrown. Cancellation: cancelling the calling task stops the
     /// wait at once with `CancellationError`, but cannot interrupt `body` (blocking code on
@@ -97,6 +97,6 @@ extension Tide {
     public static func spawnBlocking<T: Sendable>(
         _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
-        try await BlockingPool.shared.run(body)
+        try await (Runtime.current?.blockingPool ?? BlockingPool.shared).run(body)
     }
 }
