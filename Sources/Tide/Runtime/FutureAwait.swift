@@ -18,15 +18,20 @@
 import Synchronization
 import TideCore
 
+@usableFromInline
 final class ContinuationWaker: @unchecked Sendable {
-    static let idle = 0
+    @usableFromInline static let idle = 0
     static let waiting = 1
     static let notified = 2
 
-    let state = Atomic<Int>(0)
+    @usableFromInline let state = Atomic<Int>(0)
     // Written by the task before it publishes `waiting`; taken by whoever leaves `waiting`.
     var continuation: UnsafeContinuation<Void, Never>?
 
+    @usableFromInline
+    init() {}
+
+    @usableFromInline
     func wake() {
         var current = state.load(ordering: .acquiring)
         while true {
@@ -52,6 +57,7 @@ final class ContinuationWaker: @unchecked Sendable {
     }
 
     /// Stores the continuation and sleeps, unless a wake already arrived.
+    @usableFromInline
     func suspend(_ continuation: UnsafeContinuation<Void, Never>) {
         self.continuation = continuation
         let (exchanged, _) = state.compareExchange(
@@ -64,6 +70,7 @@ final class ContinuationWaker: @unchecked Sendable {
         }
     }
 
+    @usableFromInline
     static let vtable = WakerVTable(
         clone: { data in
             _ = Unmanaged<ContinuationWaker>.fromOpaque(data!).retain()
@@ -112,7 +119,7 @@ extension Future {
 }
 
 /// Polls `future` until it is ready; returns nil if `cancellable` and the task was cancelled.
-@usableFromInline
+@inlinable
 nonisolated(nonsending) func pollToCompletion<F: Future>(
     _ future: inout F, cancellable: Bool
 ) async -> F.Output? {

@@ -16,28 +16,36 @@
 import Synchronization
 import TideCore
 
+@usableFromInline
 class PollTaskBase: @unchecked Sendable {
     static let idle = 0
     static let scheduled = 1
     static let running = 2
     static let notified = 3
-    static let complete = 4
-    static let stateMask = 7
+    @usableFromInline static let complete = 4
+    @usableFromInline static let stateMask = 7
     static let cancelRequested = 8
 
-    let state = Atomic<Int>(0)
-    let joinWaker = AtomicWaker()
+    @usableFromInline let state = Atomic<Int>(0)
+    @usableFromInline let joinWaker = AtomicWaker()
     let scheduler: Runtime
+    // Links in the runtime's list of live tasks (guarded by the runtime's registry lock).
+    var previousLive: Unmanaged<PollTaskBase>?
+    var nextLive: Unmanaged<PollTaskBase>?
 
+    @usableFromInline
     init(scheduler: Runtime) {
         self.scheduler = scheduler
     }
 
     /// Polls the future once (state is `running`); returns true when the task completed.
+    @usableFromInline
     func pollFuture(_ context: inout Context) -> Bool { preconditionFailure("abstract") }
     /// Drops the future and records cancellation as the result.
+    @usableFromInline
     func cancelFuture() { preconditionFailure("abstract") }
 
+    @inlinable
     var isComplete: Bool { state.load(ordering: .acquiring) & Self.stateMask == Self.complete }
 
     final func wake() {
@@ -59,6 +67,7 @@ class PollTaskBase: @unchecked Sendable {
         }
     }
 
+    @usableFromInline
     final func cancel() {
         state.bitwiseOr(Self.cancelRequested, ordering: .acquiringAndReleasing)
         wake()
@@ -131,30 +140,46 @@ class PollTaskBase: @unchecked Sendable {
 }
 
 /// A task's output slot; the handle sees tasks through this class, whatever their future type.
+@usableFromInline
 class PollTaskOutput<Output>: PollTaskBase, @unchecked Sendable {
     // Written once before the state becomes `complete`; read only after observing `complete`.
-    var output: Output?
+    @usableFromInline var output: Output?
+
+    @usableFromInline
+    override init(scheduler: Runtime) {
+        super.init(scheduler: scheduler)
+    }
 }
 
+@usableFromInline
 final class PollTask<F: Future>: PollTaskOutput<F.Output>, @unchecked Sendable {
     // Touched only by the thread running the task (state `running`).
-    var future: F?
+    @usableFromInline var future: F?
+    /// The poll step, created where `spawn` is specialised for `F`: the class's own methods are
+    /// shared generic code that looks up type metadata on every call, this closure is not.
+    @usableFromInline let step: (PollTask<F>, inout Context) -> Bool
 
+    @inlinable
     init(future: F, scheduler: Runtime) {
         self.future = future
+        step = { task, context in
+            guard var current = task.future.take() else { return true }
+            if case .ready(let value) = current.poll(&context) {
+                task.output = value
+                return true
+            }
+            task.future = consume current
+            return false
+        }
         super.init(scheduler: scheduler)
     }
 
+    @usableFromInline
     override func pollFuture(_ context: inout Context) -> Bool {
-        guard future != nil else { return true }
-        if case .ready(let value) = future!.poll(&context) {
-            output = value
-            future = nil
-            return true
-        }
-        return false
+        step(self, &context)
     }
 
+    @usableFromInline
     override func cancelFuture() {
         future = nil
     }
@@ -172,13 +197,15 @@ public enum JoinError: Error, Equatable, Sendable {
 /// than once (or from several places) is fine: every join sees the same output. Dropping the
 /// handle does not cancel the task; ``cancel()`` does.
 public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
-    let task: PollTaskOutput<Output>
+    @usableFromInline let task: PollTaskOutput<Output>
 
+    @inlinable
     init(_ task: PollTaskOutput<Output>) {
         self.task = task
     }
 
     /// Whether the task completed (with a value or by cancellation).
+    @inlinable
     public var isFinished: Bool { task.isComplete }
 
     /// Asks the task to stop: its future is dropped at its next turn and joiners get
@@ -186,6 +213,7 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
     public func cancel() { task.cancel() }
 
     /// Ready with the task's output (or `.cancelled`) once it completed.
+    @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<Result<Output, JoinError>> {
         if let result = finished() { return .ready(result) }
         task.joinWaker.register(context)
@@ -193,7 +221,8 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
         return .pending
     }
 
-    private func finished() -> Result<Output, JoinError>? {
+    @inlinable
+    func finished() -> Result<Output, JoinError>? {
         guard task.isComplete else { return nil }
         if let output = task.output { return .success(output) }
         return .failure(.cancelled)
@@ -201,8 +230,10 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
 
     /// Waits for the task and returns its output; throws ``JoinError/cancelled`` if it was
     /// cancelled. Cancelling the waiting Swift task stops the wait, not the joined task.
+    @inlinable
     public var value: Output {
         get async throws(JoinError) {
+            if let result = finished() { return try result.get() }
             let result: Result<Output, JoinError>
             do {
                 result = try await self.waitCancellable()

@@ -71,7 +71,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
     /// waiting (not queued anywhere).
     private let registryLock = SyncLock()
-    private var registry: [ObjectIdentifier: PollTaskBase] = [:]
+    /// Head of an intrusive list through `PollTaskBase.previousLive/nextLive`; each member holds
+    /// one retain for the list.
+    private var liveHead: Unmanaged<PollTaskBase>?
     private let counters = Counters()
 
     private init(
@@ -207,17 +209,31 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// returns its handle. Wakes the runtime if called from another thread.
     ///
     /// Throws ``RuntimeError/shutDown`` after ``shutdown()``.
+    @inlinable
     @discardableResult
     public func spawn<F: Future>(_ future: F) throws(RuntimeError) -> PollTaskHandle<F.Output> {
-        if isShutDown.load(ordering: .acquiring) { throw .shutDown }
+        if isShutDownFlag { throw .shutDown }
         let task = PollTask(future: future, scheduler: self)
+        admit(task)
+        return PollTaskHandle(task)
+    }
+
+    /// Registers a new poll task and queues its first poll (behind the queued work: the LIFO
+    /// slot is for wakes). Not generic, so `spawn` specialises into the caller without pulling
+    /// the scheduler along.
+    @usableFromInline
+    func admit(_ task: PollTaskBase) {
         liveTasks.add(1, ordering: .relaxed)
         counters.spawned.add(1, ordering: .relaxed)
-        registryLock.withLock { registry[ObjectIdentifier(task)] = task }
+        registryLock.withLock {
+            let unmanaged = Unmanaged.passUnretained(task)
+            task.nextLive = liveHead
+            liveHead?.takeUnretainedValue().previousLive = unmanaged
+            liveHead = unmanaged
+        }
+        _ = Unmanaged.passRetained(task)  // the live list's reference, released when it leaves
         task.state.store(PollTaskBase.scheduled, ordering: .releasing)
-        // A new task goes behind the queued ones, not into the LIFO slot (that is for wakes).
         reschedule(task)
-        return PollTaskHandle(task)
     }
 
     /// Spawns a Swift task that prefers this runtime as its executor, and returns its handle.
@@ -232,6 +248,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         return JoinHandle(executor: self, body)
     }
 
+    @usableFromInline
     var isShutDownFlag: Bool { isShutDown.load(ordering: .acquiring) }
 
     func noteSpawned() {
@@ -280,8 +297,13 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// (its future dropped, its joiners woken with `JoinError.cancelled`).
     private func cancelWaitingTasks() {
         let remaining = registryLock.withLock { () -> [PollTaskBase] in
-            defer { registry.removeAll() }
-            return Array(registry.values)
+            var all: [PollTaskBase] = []
+            var node = liveHead
+            while let current = node {
+                all.append(current.takeUnretainedValue())
+                node = current.takeUnretainedValue().nextLive
+            }
+            return all
         }
         for task in remaining { task.cancelAtShutdown() }
     }
@@ -321,7 +343,20 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     func taskFinished(_ task: PollTaskBase) {
         liveTasks.subtract(1, ordering: .relaxed)
-        registryLock.withLock { _ = registry.removeValue(forKey: ObjectIdentifier(task)) }
+        let wasListed = registryLock.withLock { () -> Bool in
+            let isHead = liveHead.map { $0.takeUnretainedValue() === task } ?? false
+            guard task.previousLive != nil || task.nextLive != nil || isHead else { return false }
+            if let previous = task.previousLive {
+                previous.takeUnretainedValue().nextLive = task.nextLive
+            } else {
+                liveHead = task.nextLive
+            }
+            task.nextLive?.takeUnretainedValue().previousLive = task.previousLive
+            task.previousLive = nil
+            task.nextLive = nil
+            return true
+        }
+        if wasListed { Unmanaged.passUnretained(task).release() }
     }
 
     private func push(_ runnable: Runnable) {
