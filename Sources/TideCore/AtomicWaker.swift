@@ -65,14 +65,11 @@ public final class AtomicWaker: Sendable {
             _ = consume previous
             return
         }
-        if current & Self.waking != 0 {
-            // A wake is in progress and may already have taken the old waker: make sure this
-            // task is polled again.
-            context.wake()
-        } else {
-            // Concurrent register (misuse); have the caller poll again rather than lose a wake.
-            context.wake()
-        }
+        // Either a wake is in progress (it may already have taken the old waker) or another
+        // register holds the slot (misuse). In both cases the caller is polled again, so no wake
+        // is lost.
+        _ = current
+        context.wake()
     }
 
     /// Wakes the registered task, if any, and empties the slot.

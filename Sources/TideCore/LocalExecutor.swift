@@ -6,7 +6,8 @@
    the task object (retained per waker), so creating the waker costs nothing at poll time (the
    "waker cache": the executor polls with a context over the task pointer, no clone at all).
  - Waking pushes the task onto `ReadyStack`, a lock-free intrusive stack (Treiber push, the
-   executor takes the whole stack with one exchange, so there is no ABA). A per-task `scheduled`
+   executor takes the whole stack with one exchange, so there is no ABA, and reverses it in
+   place into FIFO order: a turn allocates nothing). A per-task `scheduled`
    flag keeps a task on the stack at most once. Push works from any thread or interrupt handler.
  - After pushing, the waker unparks the executor's `Parker`. The executor parks only after finding
    the stack empty; `Parker`'s saved token covers a wake between that check and the park.
@@ -23,9 +24,10 @@ class LocalTask: @unchecked Sendable {
     let scheduled = Atomic<Bool>(false)
     /// Set once the task completed or the executor dropped it; wakes become no-ops.
     let finished = Atomic<Bool>(false)
-    /// Intrusive link for the ready stack; only the pusher (before publishing) and the executor
-    /// (after taking the stack) touch it.
-    nonisolated(unsafe) var next: LocalTask?
+    /// Intrusive link for the ready stack (not a retain: each pushed task carries the retain its
+    /// push took). Only the pusher (before publishing) and the executor (after taking the stack)
+    /// touch it.
+    nonisolated(unsafe) var next: UnsafeRawPointer?
     let id: Int
 
     init(id: Int, queue: ReadyStack) {
@@ -102,7 +104,7 @@ final class ReadyStack: @unchecked Sendable {
         let pointer = UnsafeRawPointer(Unmanaged.passRetained(task).toOpaque())
         var current = head.load(ordering: .relaxed)
         while true {
-            task.next = current.map { Unmanaged<LocalTask>.fromOpaque($0).takeUnretainedValue() }
+            task.next = current
             let (exchanged, original) = head.compareExchange(
                 expected: current, desired: pointer, ordering: .acquiringAndReleasing)
             if exchanged { break }
@@ -111,23 +113,27 @@ final class ReadyStack: @unchecked Sendable {
         parker.unpark()
     }
 
-    /// Takes every pushed task, oldest first.
-    func takeAll() -> [LocalTask] {
-        guard let top = head.exchange(nil, ordering: .acquiringAndReleasing) else { return [] }
-        var result: [LocalTask] = []
-        var node: LocalTask? = Unmanaged<LocalTask>.fromOpaque(top).takeRetainedValue()
-        while let task = node {
+    /// Takes every pushed task at once and returns them oldest first, as a list linked through
+    /// `next` whose nodes each carry one retain. No allocation: the stack is reversed in place.
+    func takeAll() -> UnsafeRawPointer? {
+        var node = head.exchange(nil, ordering: .acquiringAndReleasing)
+        var reversed: UnsafeRawPointer? = nil
+        while let current = node {
+            let task = Unmanaged<LocalTask>.fromOpaque(current).takeUnretainedValue()
             node = task.next
-            task.next = nil
-            if node != nil {
-                // Each node below the top carries the retain its push took; `next` held a second,
-                // ordinary strong reference, which we just cleared.
-                Unmanaged.passUnretained(node!).release()
-            }
-            result.append(task)
+            task.next = reversed
+            reversed = current
         }
-        result.reverse()
-        return result
+        return reversed
+    }
+
+    /// Takes the first task of a list returned by `takeAll`, with its retain.
+    static func pop(_ list: inout UnsafeRawPointer?) -> LocalTask? {
+        guard let current = list else { return nil }
+        let task = Unmanaged<LocalTask>.fromOpaque(current).takeRetainedValue()
+        list = task.next
+        task.next = nil
+        return task
     }
 }
 
@@ -159,7 +165,8 @@ public final class LocalExecutor {
             task.finished.store(true, ordering: .releasing)
             task.dropFuture()
         }
-        for task in ready.takeAll() { task.dropFuture() }
+        var leftovers = ready.takeAll()
+        while let task = ReadyStack.pop(&leftovers) { task.dropFuture() }
     }
 
     /// Adds `future` as a task and schedules its first poll; returns the task's id.
@@ -184,9 +191,9 @@ public final class LocalExecutor {
     public func runUntilStalled() -> Int {
         var count = 0
         while true {
-            let batch = ready.takeAll()
-            if batch.isEmpty { return count }
-            for task in batch {
+            var batch = ready.takeAll()
+            if batch == nil { return count }
+            while let task = ReadyStack.pop(&batch) {
                 task.scheduled.store(false, ordering: .releasing)
                 if task.finished.load(ordering: .acquiring) { continue }
                 var context = Context(

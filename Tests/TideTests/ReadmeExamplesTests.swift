@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import Tide
 
@@ -39,5 +42,15 @@ struct ReadmeExamplesTests {
             return seen
         }
         #expect(seen == ["received 1", "timeout", "count 1"])
+    }
+
+    @Test func multiThreadExample() throws {
+        let runtime = try Runtime.multiThread(workers: 4)
+        let answer = try runtime.run {
+            try await Tide.spawnBlocking { usleep(10_000); return 42 }
+        }
+        #expect(answer == 42)
+        #expect(runtime.metrics.workers.count == 4)
+        runtime.shutdown()
     }
 }
