@@ -63,6 +63,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let sleeping = Atomic<Bool>(false)
     private let isShutDown = Atomic<Bool>(false)
     private var local = RunQueue<Runnable>(capacity: 1024)
+    /// Current-thread flavour: tasks woken while the loop drives timers and epoll; they run
+    /// before `local`, so a backlog of new work does not make timers late.
+    private var woken = RunQueue<Runnable>(capacity: 256)
+    private var driving = false
     private let injectLock = SyncLock()
     // Guarded by `injectLock`.
     private var inject = RunQueue<Runnable>(capacity: 64)
@@ -281,7 +285,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             return all
         }
         if owner.load(ordering: .acquiring) == 0 {
-            while let item = local.pop() { pending.append(item) }
+            while let item = woken.pop() ?? local.pop() { pending.append(item) }
         }
         for case .task(let task) in pending {
             task.cancel()
@@ -361,7 +365,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     private func push(_ runnable: Runnable) {
         if owner.load(ordering: .relaxed) == UInt(pthread_self()) {
-            local.push(runnable)
+            if driving { woken.push(runnable) } else { local.push(runnable) }
             return
         }
         injectLock.withLock { inject.push(runnable) }
@@ -385,7 +389,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         drainInject()
         while outcome.result == nil {
             var ran = 0
-            while ran < 61, outcome.result == nil, let runnable = local.pop() {
+            while ran < 61, outcome.result == nil, let runnable = woken.pop() ?? local.pop() {
                 Coop.turn {
                     switch runnable {
                     case .job(let job):
@@ -400,12 +404,14 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             drainInject()
             sinceDriver += ran
             if outcome.result != nil { break }
-            if local.isEmpty {
+            if local.isEmpty && woken.isEmpty {
                 park()
                 sinceDriver = 0
             } else if sinceDriver >= 61 {
+                driving = true
                 reactor.turn(timeoutMilliseconds: 0)
                 timers.advance()
+                driving = false
                 sinceDriver = 0
             }
         }
@@ -430,9 +436,11 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
         let timeout = timers.millisecondsUntilNext() ?? -1
         counters.parks.add(1, ordering: .relaxed)
+        driving = true
         reactor.turn(timeoutMilliseconds: timeout)
         sleeping.store(false, ordering: .sequentiallyConsistent)
         timers.advance()
+        driving = false
         drainInject()
     }
 

@@ -9,7 +9,11 @@
  injection queue (`inject`, a SyncLock-guarded ring plus an atomic count). A worker takes from the
  global queue first every 61st turn (fairness), and whenever its own queues are empty.
 
- Finding work, in order: LIFO slot, local queue, global queue (up to half its length, at most
+ Tasks woken by the driver outside any job (a timer fired, a socket became ready) go to the
+ shared `woken` queue, which every worker serves right after its LIFO slot: a backlog of new or
+ yielded work must not make timers late.
+
+ Finding work, in order: LIFO slot, woken queue, local queue, global queue (up to half its length, at most
  128), then steal half of another worker's local queue (or its LIFO slot), starting at a random
  victim. `searching` counts workers that are stealing; at most half the workers search at once.
 
@@ -94,6 +98,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
     let injectLock = SyncLock()
     private var inject = RunQueue<UInt>(capacity: 256)
     let injectCount = Atomic<Int>(0)
+    /// Tasks woken by the driver (timers fired, I/O ready) outside any job: they run before the
+    /// local queues, so a backlog of new work does not make every timer late.
+    let wokenLock = SyncLock()
+    private var woken = RunQueue<UInt>(capacity: 256)
+    let wokenCount = Atomic<Int>(0)
     let idleLock = SyncLock()
     private var idle: [Int] = []
     /// `idle.count`, readable without the lock (see `notify`).
@@ -184,6 +193,10 @@ final class MultiThreadScheduler: @unchecked Sendable {
             while let bits = inject.pop() { leftovers.append(RunnableRef(bits: bits)) }
             injectCount.store(0, ordering: .relaxed)
         }
+        wokenLock.withLock {
+            while let bits = woken.pop() { leftovers.append(RunnableRef(bits: bits)) }
+            wokenCount.store(0, ordering: .relaxed)
+        }
         for worker in workers {
             let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
             if lifo != 0 { leftovers.append(RunnableRef(bits: lifo)) }
@@ -199,6 +212,15 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// `Tide.yield()` or a task re-queueing itself, to the back of the local queue); from
     /// anywhere else to the global queue.
     func push(_ item: RunnableRef, yielding: Bool = false) {
+        if let worker = currentWorker, worker.runningSince.load(ordering: .relaxed) == 0,
+            !yielding
+        {
+            // On a worker but outside a job: the driver (timers, epoll) is waking tasks.
+            wokenLock.withLock { woken.push(item.bits) }
+            wokenCount.add(1, ordering: .sequentiallyConsistent)
+            notify()
+            return
+        }
         if let worker = currentWorker, !stopping.load(ordering: .relaxed) {
             if yielding || worker.deferNext {
                 worker.deferNext = false
@@ -306,9 +328,20 @@ final class MultiThreadScheduler: @unchecked Sendable {
             if lifo != 0 { pushLocal(RunnableRef(bits: lifo), worker) }
         }
         worker.lifoRuns = 0
+        if let item = popWoken() { return item }
         if let item = worker.queue.pop() { return item }
         if let item = popInject(worker) { return item }
         return stealWork(worker)
+    }
+
+    private func popWoken() -> RunnableRef? {
+        if wokenCount.load(ordering: .relaxed) == 0 { return nil }
+        let bits: UInt? = wokenLock.withLock {
+            guard let bits = woken.pop() else { return nil }
+            wokenCount.subtract(1, ordering: .relaxed)
+            return bits
+        }
+        return bits.map(RunnableRef.init(bits:))
     }
 
     /// Takes one runnable from the global queue and moves a batch more into the local queue.
@@ -363,6 +396,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
 
     private func hasWork(for worker: Worker) -> Bool {
         if injectCount.load(ordering: .sequentiallyConsistent) > 0 { return true }
+        if wokenCount.load(ordering: .sequentiallyConsistent) > 0 { return true }
         if worker.lifo.load(ordering: .acquiring) != 0 || !worker.queue.isEmpty { return true }
         for other in workers where other !== worker && other.active.load(ordering: .acquiring) {
             if !other.queue.isEmpty { return true }
