@@ -218,6 +218,53 @@ struct MultiThreadTests {
         #expect(received <= Coop.budgetPerTurn + 1)
     }
 
+    /// Regression: with the leaf's coop check inside the await adapter, a Swift task whose budget
+    /// ran out re-polled a send forever inside one job (every poll yielded, every yield was
+    /// resumed at once). Four producers into a small bounded channel hit it within seconds.
+    @Test func producersOnABoundedChannelNeverLivelock() throws {
+        let runtime = try Runtime.multiThread(workers: 2, stallThreshold: .seconds(30))
+        defer { runtime.shutdown() }
+        let received = try runtime.run { () async throws -> Int in
+            let (tx, rx) = try Channel<Int>.bounded(capacity: 16)
+            let producers = (0..<4).map { producer in
+                Tide.spawn { [tx] in
+                    for value in 0..<20_000 { try await tx.send(producer * 20_000 + value) }
+                }
+            }
+            var count = 0
+            var sum = 0
+            while count < 80_000, let value = try await rx.receive() {
+                count += 1
+                sum &+= value
+            }
+            for producer in producers { try await producer.value }
+            #expect(sum == (0..<80_000).reduce(0, +))
+            return count
+        }
+        #expect(received == 80_000)
+    }
+
+    /// A future that wakes itself during its poll is polled again only after other tasks ran.
+    @Test func selfWakingFutureAwaitedFromSwiftYields() throws {
+        let runtime = try Runtime.currentThread()
+        let (others, spins) = try runtime.run { () async throws -> (Int, Int) in
+            let counter = AtomicCounter()
+            let other = Tide.spawn { for _ in 0..<10 { counter.increment(); await Tide.yield() } }
+            final class Spins: @unchecked Sendable { var value = 0 }
+            let spins = Spins()
+            await pollFn { context -> Poll<Void> in
+                spins.value += 1
+                if counter.value >= 10 || spins.value > 100_000 { return .ready(()) }
+                context.wake()
+                return .pending
+            }.wait()
+            try await other.value
+            return (counter.value, spins.value)
+        }
+        #expect(others == 10)
+        #expect(spins < 100_000)
+    }
+
     @Test func coopBudgetAppliesToPollTasks() throws {
         let runtime = try Runtime.multiThread(workers: 1)
         defer { runtime.shutdown() }

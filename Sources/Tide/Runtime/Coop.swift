@@ -21,7 +21,8 @@ enum Coop {
     /// Leaf operations a task may complete per scheduling turn.
     static let budgetPerTurn = 128
 
-    private static let key: pthread_key_t = {
+    @usableFromInline
+    static let key: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key) { pointer in
             pointer?.assumingMemoryBound(to: Int.self).deallocate()
@@ -30,7 +31,8 @@ enum Coop {
     }()
 
     /// This thread's budget counter; nil on threads that never ran a runtime job.
-    private static var counter: UnsafeMutablePointer<Int>? {
+    @usableFromInline
+    static var counter: UnsafeMutablePointer<Int>? {
         pthread_getspecific(key)?.assumingMemoryBound(to: Int.self)
     }
 
@@ -64,7 +66,7 @@ enum Coop {
 
     /// Runs `body` with the budget lifted, then restores it. For checks whose meaning is "is
     /// anything ready right now" (a `select` with a default branch), where yielding would lie.
-    @usableFromInline
+    @inlinable
     static func withUnlimitedBudget<R>(_ body: () -> R) -> R {
         guard let counter else { return body() }
         let saved = counter.pointee

@@ -1,6 +1,11 @@
 /*
  The one adapter between Swift async code and poll-based futures.
 
+ Fairness: each await spends one unit of the coop budget before polling (and yields when it is
+ spent); the leaf's own coop check is lifted while the adapter polls. A future that was woken
+ during its own poll is polled again only after a yield, so a self-waking future cannot keep
+ its task running forever inside one job.
+
  A Swift task awaits a future by polling it in place (the future lives in the async function's
  frame, which never moves) with a waker whose data pointer is a `ContinuationWaker`. When the
  future is pending, the task suspends with an unsafe continuation stored in that box; the waker
@@ -22,7 +27,7 @@ import TideCore
 final class ContinuationWaker: @unchecked Sendable {
     @usableFromInline static let idle = 0
     static let waiting = 1
-    static let notified = 2
+    @usableFromInline static let notified = 2
 
     @usableFromInline let state = Atomic<Int>(0)
     // Written by the task before it publishes `waiting`; taken by whoever leaves `waiting`.
@@ -141,8 +146,17 @@ nonisolated(nonsending) func pollToCompletion<F: Future>(
         while true {
             if cancellable && Task.isCancelled { return nil }
             box.state.store(ContinuationWaker.idle, ordering: .releasing)
-            if case .ready(let output) = future.poll(&context) {
+            // The adapter spent this await's coop unit above; the leaf must not yield again
+            // inside the same job (it would be polled again at once, forever).
+            let outcome = Coop.withUnlimitedBudget { future.poll(&context) }
+            if case .ready(let output) = outcome {
                 return output
+            }
+            if box.state.load(ordering: .acquiring) == ContinuationWaker.notified {
+                // Woken while it was being polled (a future that wakes itself, or an event that
+                // raced the poll): poll again, but after the other queued tasks had a turn.
+                await Tide.yield()
+                continue
             }
             await withUnsafeContinuation { continuation in
                 box.suspend(continuation)
