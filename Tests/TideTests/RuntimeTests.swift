@@ -203,3 +203,77 @@ struct BlockOnTests {
         #expect(done.load(ordering: .relaxed) == 20)
     }
 }
+
+/// Every waker a task hands out is dropped again: once the work is done and the handles are
+/// gone, nothing keeps the parker (blockOn) or the task object (runtime) alive.
+@Suite("Waker accounting in blockOn and the runtime")
+struct WakerAccountingTests {
+    /// A future that clones its context's waker several times, keeps the clones in a shared box
+    /// and wakes (consuming) them from another thread, ready on the third poll.
+    final class Clones: @unchecked Sendable {
+        let lock = SyncLock()
+        var raw: [(data: UnsafeRawPointer?, vtable: WakerVTable)] = []
+        func keep(_ waker: consuming Waker) { let parts = waker.intoRaw(); lock.withLock { raw.append(parts) } }
+        func wakeAll() {
+            let all = lock.withLock { () -> [(data: UnsafeRawPointer?, vtable: WakerVTable)] in
+                defer { raw.removeAll() }
+                return raw
+            }
+            for parts in all { Waker(data: parts.data, vtable: parts.vtable).wake() }
+        }
+    }
+
+    static func cloningFuture(_ clones: Clones) -> PollFn<Int> {
+        var polls = 0
+        return pollFn { context in
+            polls += 1
+            if polls >= 3 { return .ready(polls) }
+            clones.keep(context.cloneWaker())
+            clones.keep(context.cloneWaker())
+            let thread = TestThread { clones.wakeAll() }
+            thread.join()
+            return .pending
+        }
+    }
+
+    @Test func blockOnReleasesEveryWaker() {
+        weak var weakParker: ThreadParker?
+        do {
+            let parker = ThreadParker()
+            weakParker = parker
+            let clones = Clones()
+            #expect(blockOn(Self.cloningFuture(clones), parker: parker) == 3)
+            clones.wakeAll()
+        }
+        #expect(weakParker == nil)
+    }
+
+    @Test func runtimeTasksReleaseEveryWaker() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        final class WeakTask: @unchecked Sendable { weak var task: PollTaskBase? }
+        let weakTask = WeakTask()
+        let clones = Clones()
+        let value = try runtime.run { () async throws -> Int in
+            let handle = try runtime.spawn(Self.cloningFuture(clones))
+            let value = try await handle.value
+            return value
+        }
+        #expect(value == 3)
+        clones.wakeAll()
+        // Spawn one more and keep only a weak reference once it is joined.
+        try runtime.run {
+            let handle = try runtime.spawn(Self.cloningFuture(clones))
+            weakTask.task = handle.task
+            _ = try await handle.value
+        }
+        clones.wakeAll()
+        // The worker may still be finishing the task's last turn; wait (bounded) for release.
+        var spins = 0
+        while weakTask.task != nil && spins < 2_000 {
+            usleep(1_000)
+            spins += 1
+        }
+        #expect(weakTask.task == nil)
+    }
+}
