@@ -288,7 +288,7 @@ final class BlockingPoolState: @unchecked Sendable {
     private let exited = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     // Everything below is guarded by `lock`.
-    private var queue = RunQueue<Job>(capacity: 16)
+    private var queue = RingBuffer<Job>()
     private var threads: [Int: pthread_t] = [:]
     private var nextThreadID = 0
     private var lastExited: pthread_t?
@@ -316,6 +316,7 @@ final class BlockingPoolState: @unchecked Sendable {
     }
 
     deinit {
+        queue.destroy()
         pthread_cond_destroy(work)
         pthread_cond_destroy(exited)
         work.deallocate()
@@ -354,7 +355,7 @@ final class BlockingPoolState: @unchecked Sendable {
         if idle > 0 {
             idle -= 1
             notified += 1
-            queue.push(job)
+            queue.append(job)
             pthread_cond_signal(work)
             return
         }
@@ -364,7 +365,7 @@ final class BlockingPoolState: @unchecked Sendable {
                 throw .threadStartFailed(error)
             }
         }
-        queue.push(job)
+        queue.append(job)
     }
 
     /// Starts one worker thread. Lock held.
@@ -394,7 +395,7 @@ final class BlockingPoolState: @unchecked Sendable {
         pthread_mutex_lock(lock.mutex)
         while true {
             if !queue.isEmpty {
-                var job = queue.pop()
+                var job = queue.popFirst()
                 running += 1
                 pthread_mutex_unlock(lock.mutex)
                 job?()

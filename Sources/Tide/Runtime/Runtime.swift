@@ -62,14 +62,14 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let owner = Atomic<UInt>(0)
     private let sleeping = Atomic<Bool>(false)
     private let isShutDown = Atomic<Bool>(false)
-    private var local = RunQueue<Runnable>(capacity: 1024)
+    private var local = RingBuffer<Runnable>()
     /// Current-thread flavour: tasks woken while the loop drives timers and epoll; they run
     /// before `local`, so a backlog of new work does not make timers late.
-    private var woken = RunQueue<Runnable>(capacity: 256)
+    private var woken = RingBuffer<Runnable>()
     private var driving = false
     private let injectLock = SyncLock()
     // Guarded by `injectLock`.
-    private var inject = RunQueue<Runnable>(capacity: 64)
+    private var inject = RingBuffer<Runnable>()
     private let injectCount = Atomic<Int>(0)
     private let liveTasks = Atomic<Int>(0)
     /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
@@ -103,6 +103,12 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         } else {
             timers.onEarlierDeadline = { [unowned self] in self.unparkForTimer() }
         }
+    }
+
+    deinit {
+        local.destroy()
+        woken.destroy()
+        inject.destroy()
     }
 
     /// Set for the multi-thread flavour: its threads use the runtime until `shutdown()`.
@@ -281,11 +287,11 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
         var pending = injectLock.withLock { () -> [Runnable] in
             var all: [Runnable] = []
-            while let item = inject.pop() { all.append(item) }
+            while let item = inject.popFirst() { all.append(item) }
             return all
         }
         if owner.load(ordering: .acquiring) == 0 {
-            while let item = woken.pop() ?? local.pop() { pending.append(item) }
+            while let item = woken.popFirst() ?? local.popFirst() { pending.append(item) }
         }
         for case .task(let task) in pending {
             task.cancel()
@@ -365,10 +371,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     private func push(_ runnable: Runnable) {
         if owner.load(ordering: .relaxed) == UInt(pthread_self()) {
-            if driving { woken.push(runnable) } else { local.push(runnable) }
+            if driving { woken.append(runnable) } else { local.append(runnable) }
             return
         }
-        injectLock.withLock { inject.push(runnable) }
+        injectLock.withLock { inject.append(runnable) }
         injectCount.add(1, ordering: .sequentiallyConsistent)
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) {
             reactor.wakeup()
@@ -389,7 +395,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         drainInject()
         while outcome.result == nil {
             var ran = 0
-            while ran < 61, outcome.result == nil, let runnable = woken.pop() ?? local.pop() {
+            while ran < 61, outcome.result == nil, let runnable = woken.popFirst() ?? local.popFirst() {
                 Coop.turn {
                     switch runnable {
                     case .job(let job):
@@ -420,8 +426,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private func drainInject() {
         if injectCount.load(ordering: .sequentiallyConsistent) == 0 { return }
         injectLock.withLock {
-            while let item = inject.pop() {
-                local.push(item)
+            while let item = inject.popFirst() {
+                local.append(item)
                 injectCount.subtract(1, ordering: .relaxed)
             }
         }

@@ -96,12 +96,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// Workers, then spare slots (a spare is `active` only while it runs).
     let workers: [Worker]
     let injectLock = SyncLock()
-    private var inject = RunQueue<UInt>(capacity: 256)
+    private var inject = RingBuffer<UInt>()
     let injectCount = Atomic<Int>(0)
     /// Tasks woken by the driver (timers fired, I/O ready) outside any job: they run before the
     /// local queues, so a backlog of new work does not make every timer late.
     let wokenLock = SyncLock()
-    private var woken = RunQueue<UInt>(capacity: 256)
+    private var woken = RingBuffer<UInt>()
     let wokenCount = Atomic<Int>(0)
     let idleLock = SyncLock()
     private var idle: [Int] = []
@@ -130,6 +130,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
         self.onStall = onStall
         let spares = max(workers, 1)
         self.workers = (0..<(workers + spares)).map { Worker(index: $0, isSpare: $0 >= workers) }
+    }
+
+    deinit {
+        inject.destroy()
+        woken.destroy()
     }
 
     /// The worker running on the calling thread, if it belongs to this scheduler.
@@ -190,11 +195,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private func drainAfterStop() {
         var leftovers: [RunnableRef] = []
         injectLock.withLock {
-            while let bits = inject.pop() { leftovers.append(RunnableRef(bits: bits)) }
+            while let bits = inject.popFirst() { leftovers.append(RunnableRef(bits: bits)) }
             injectCount.store(0, ordering: .relaxed)
         }
         wokenLock.withLock {
-            while let bits = woken.pop() { leftovers.append(RunnableRef(bits: bits)) }
+            while let bits = woken.popFirst() { leftovers.append(RunnableRef(bits: bits)) }
             wokenCount.store(0, ordering: .relaxed)
         }
         for worker in workers {
@@ -216,7 +221,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
             !yielding
         {
             // On a worker but outside a job: the driver (timers, epoll) is waking tasks.
-            wokenLock.withLock { woken.push(item.bits) }
+            wokenLock.withLock { woken.append(item.bits) }
             wokenCount.add(1, ordering: .sequentiallyConsistent)
             notify()
             return
@@ -232,14 +237,14 @@ final class MultiThreadScheduler: @unchecked Sendable {
             notify()
             return
         }
-        injectLock.withLock { inject.push(item.bits) }
+        injectLock.withLock { inject.append(item.bits) }
         injectCount.add(1, ordering: .sequentiallyConsistent)
         notify()
     }
 
     private func pushLocal(_ item: RunnableRef, _ worker: Worker) {
         worker.queue.push(item) { overflow in
-            injectLock.withLock { for moved in overflow { inject.push(moved.bits) } }
+            injectLock.withLock { for moved in overflow { inject.append(moved.bits) } }
             injectCount.add(overflow.count, ordering: .sequentiallyConsistent)
         }
     }
@@ -337,7 +342,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private func popWoken() -> RunnableRef? {
         if wokenCount.load(ordering: .relaxed) == 0 { return nil }
         let bits: UInt? = wokenLock.withLock {
-            guard let bits = woken.pop() else { return nil }
+            guard let bits = woken.popFirst() else { return nil }
             wokenCount.subtract(1, ordering: .relaxed)
             return bits
         }
@@ -351,7 +356,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         injectLock.withLock {
             let share = min(max(inject.count / max(workerCount, 1), 1), 128)
             for _ in 0..<share {
-                guard let bits = inject.pop() else { break }
+                guard let bits = inject.popFirst() else { break }
                 batch.append(bits)
             }
             injectCount.subtract(batch.count, ordering: .sequentiallyConsistent)

@@ -1,4 +1,5 @@
-/// A growable FIFO ring over a manually managed buffer, for channel storage.
+/// A growable FIFO ring over a manually managed buffer: channel storage, the schedulers' queues
+/// and the blocking pool's queue.
 ///
 /// Power-of-two storage so indexing is a mask; it grows by doubling and never shrinks. The owner
 /// calls ``destroy()`` exactly once (it is a plain struct over a raw pointer so that it can live in
