@@ -79,12 +79,7 @@ public final class Mutex<Value>: WaitSource, @unchecked Sendable {
     @usableFromInline
     func abandon(_ node: WaitNode) {
         let wake: Waker? = lock.withLock {
-            if node.isQueued {
-                waiters.remove(node)
-                return nil
-            }
-            guard node.signal == WaitNode.granted else { return nil }
-            node.signal = WaitNode.idle
+            guard waiters.withdraw(node, handed: WaitNode.granted) == .wasHanded else { return nil }
             return releaseLocked()
         }
         wake?.wake()

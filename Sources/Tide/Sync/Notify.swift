@@ -64,12 +64,7 @@ public final class Notify: WaitSource, @unchecked Sendable {
     @usableFromInline
     func abandon(_ node: WaitNode) {
         let wake: Waker? = lock.withLock {
-            if node.isQueued {
-                waiters.remove(node)
-                return nil
-            }
-            guard node.signal == WaitNode.woken else { return nil }
-            node.signal = WaitNode.idle
+            guard waiters.withdraw(node, handed: WaitNode.woken) == .wasHanded else { return nil }
             return notifyOneLocked()
         }
         wake?.wake()

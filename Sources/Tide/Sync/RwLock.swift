@@ -88,13 +88,10 @@ public final class RwLock<Value>: WaitSource, @unchecked Sendable {
     func abandon(_ node: WaitNode) {
         var list = WakeList()
         lock.withLock {
-            if node.isQueued {
-                waiters.remove(node)
-            } else if node.signal == WaitNode.granted {
-                node.signal = WaitNode.idle
-                releaseLocked(node.tag)
-            } else {
-                return
+            switch waiters.withdraw(node, handed: WaitNode.granted) {
+            case .dequeued: break
+            case .wasHanded: releaseLocked(node.tag)
+            case .nothing: return
             }
             grantLocked(into: &list)
         }

@@ -83,13 +83,10 @@ public final class Semaphore: WaitSource, @unchecked Sendable {
     func abandon(_ node: WaitNode) {
         var list = WakeList()
         lock.withLock {
-            if node.isQueued {
-                waiters.remove(node)
-            } else if node.signal == WaitNode.granted {
-                node.signal = WaitNode.idle
-                permits += node.amount
-            } else {
-                return
+            switch waiters.withdraw(node, handed: WaitNode.granted) {
+            case .dequeued: break
+            case .wasHanded: permits += node.amount
+            case .nothing: return
             }
             grantLocked(into: &list)
         }

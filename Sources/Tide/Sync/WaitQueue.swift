@@ -146,6 +146,31 @@ struct WaitQueue {
         count -= 1
     }
 
+    /// What `withdraw` found when a waiter gave up.
+    @usableFromInline
+    enum Withdrawal {
+        /// It was still waiting: now unlinked, nothing else to do.
+        case dequeued
+        /// It had already been handed the signal (a lock, a permit, a notification) that it
+        /// will never use: the caller must pass that on to the next waiter.
+        case wasHanded
+        /// Neither: nothing to undo.
+        case nothing
+    }
+
+    /// The shared first half of every primitive's `abandon`: unlinks a queued node, or, if the
+    /// node had been handed `signal`, resets it and reports that the signal must be passed on.
+    @usableFromInline
+    mutating func withdraw(_ node: WaitNode, handed signal: Int) -> Withdrawal {
+        if node.isQueued {
+            remove(node)
+            return .dequeued
+        }
+        guard node.signal == signal else { return .nothing }
+        node.signal = WaitNode.idle
+        return .wasHanded
+    }
+
     /// Stores the waker, clears the signal and appends the node if it is not queued yet.
     @inlinable
     mutating func register(_ node: WaitNode, _ context: Context) {
