@@ -217,7 +217,7 @@ struct KeyDecoderTests {
 
     @Test("random keys fed in random chunk sizes decode to exactly the same keys", arguments: 0..<20)
     func randomizedRoundTrip(seed: Int) {
-        var random = SplitMix64(seed: UInt64(seed))
+        var random = TestRandom(seed: UInt64(seed))
         var keys: [KeyEvent] = []
         var bytes: [UInt8] = []
         for _ in 0..<2_000 {
@@ -240,20 +240,5 @@ struct KeyDecoderTests {
         }
         decoded += decoder.finish()
         #expect(decoded == keys)
-    }
-}
-
-/// A small deterministic generator so that a failing seed can be replayed.
-private struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -82,26 +82,20 @@ public struct SendFuture<Element: Sendable>: Future {
         guard Coop.proceed(&context) else { return .pending }
         let storage = handle.storage
         if waiter == nil {
-            switch storage.send(pending, nil, nil) {
-            case .done:
-                value = nil
-                return .ready(.success(()))
-            case .closed:
-                value = nil
-                return .ready(.failure(.closed(pending)))
-            case .blocked:
-                waiter = Waiter(source: storage, tag: ChannelStorage<Element>.senderTag)
-            }
+            let attempt = storage.send(pending, nil, nil)
+            if attempt != .blocked { return finish(attempt, pending) }
+            waiter = Waiter(source: storage, tag: ChannelStorage<Element>.senderTag)
         }
-        switch storage.send(pending, waiter, context) {
-        case .done:
-            value = nil
-            return .ready(.success(()))
-        case .closed:
-            value = nil
-            return .ready(.failure(.closed(pending)))
-        case .blocked:
-            return .pending
-        }
+        let attempt = storage.send(pending, waiter, context)
+        return attempt == .blocked ? .pending : finish(attempt, pending)
+    }
+
+    /// The send went through or found the channel closed: the value leaves the future.
+    @inlinable
+    mutating func finish(
+        _ attempt: ChannelStorage<Element>.Attempt, _ pending: Element
+    ) -> Poll<Result<Void, SendError<Element>>> {
+        value = nil
+        return .ready(attempt == .done ? .success(()) : .failure(.closed(pending)))
     }
 }
