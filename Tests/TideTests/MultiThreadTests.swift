@@ -121,20 +121,28 @@ struct MultiThreadTests {
     @Test func idleWorkersStealQueuedWork() throws {
         let runtime = try Runtime.multiThread(workers: 2, stallThreshold: .seconds(30))
         defer { runtime.shutdown() }
+        let taskCount = 2_000
+        let finished = AtomicCounter()
         try runtime.run {
-            // Spawned from one worker in a burst: they queue locally there, the other worker
-            // must steal to help.
+            // Spawned in a burst from one worker, which then holds its thread until every task
+            // has run: the tasks left in its local queue and LIFO slot can only have been taken
+            // by the other worker stealing them, however the threads were scheduled.
             var handles: [PollTaskHandle<Int>] = []
-            for index in 0..<2_000 {
+            for index in 0..<taskCount {
                 handles.append(try runtime.spawn(lazy { () -> Int in
-                    var spin = 0
-                    for step in 0..<2_000 { spin &+= step }
-                    return spin == -1 ? 0 : index
+                    finished.increment()
+                    return index
                 }))
             }
+            var waited = 0
+            while finished.value < taskCount && waited < 20_000 {
+                usleep(1_000)
+                waited += 1
+            }
+            #expect(finished.value == taskCount)
             var sum = 0
             for handle in handles { sum += try await handle.value }
-            #expect(sum == (0..<2_000).reduce(0, +))
+            #expect(sum == (0..<taskCount).reduce(0, +))
         }
         let steals = runtime.metrics.workers.reduce(0) { $0 + $1.steals }
         #expect(steals > 0)

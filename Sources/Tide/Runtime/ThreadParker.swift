@@ -18,7 +18,13 @@ public final class ThreadParker: Parker, @unchecked Sendable {
     /// Creates a parker with no saved token.
     public override init() {
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
+        // Timed parks measure against the monotonic clock, so a wall-clock step cannot stretch
+        // or cut them short.
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
         super.init()
     }
 
@@ -37,6 +43,25 @@ public final class ThreadParker: Parker, @unchecked Sendable {
         }
         token = false
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Blocks until a token is available or `nanoseconds` have passed, and consumes the token if
+    /// there is one. Returns whether it was woken by a token (rather than by the timeout).
+    @discardableResult
+    public func park(timeoutNanoseconds nanoseconds: UInt64) -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let total = UInt64(deadline.tv_nsec) + nanoseconds % 1_000_000_000
+        deadline.tv_sec += Int(nanoseconds / 1_000_000_000) + Int(total / 1_000_000_000)
+        deadline.tv_nsec = Int(total % 1_000_000_000)
+        pthread_mutex_lock(mutex)
+        while !token {
+            if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT { break }
+        }
+        let woken = token
+        token = false
+        pthread_mutex_unlock(mutex)
+        return woken
     }
 
     /// Makes a token available and wakes the parked thread, if any.

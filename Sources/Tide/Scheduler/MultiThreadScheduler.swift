@@ -112,6 +112,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
     let stopping = Atomic<Bool>(false)
     let threadsStarted = Atomic<Bool>(false)
     private var monitor = pthread_t()
+    /// The monitor sleeps on this between looks, so `stop()` does not wait out its interval.
+    private let monitorParker = ThreadParker()
     let sparesActive = Atomic<Int>(0)
     let sparesStarted = Atomic<Int>(0)
 
@@ -177,6 +179,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
         guard threadsStarted.load(ordering: .acquiring) else { return }
         for worker in workers { worker.parker.unpark() }
+        monitorParker.unpark()
         runtime.reactor.wakeup()
         // From inside a worker (a task that shuts its own runtime down) the threads are told to
         // stop but not joined: a thread cannot join itself.
@@ -482,7 +485,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private func monitorLoop() {
         let interval = max(stallThreshold / 2, 1_000_000)
         while !stopping.load(ordering: .acquiring) {
-            usleep(UInt32(min(interval / 1_000, 1_000_000)))
+            monitorParker.park(timeoutNanoseconds: interval)
+            if stopping.load(ordering: .acquiring) { return }
             let now = monotonicNanoseconds()
             var stalled = 0
             for index in 0..<workerCount {
