@@ -148,6 +148,61 @@ struct MultiThreadTests {
         #expect(steals > 0)
     }
 
+    /// Workers that go idle while another thread holds the driver sleep on their parkers; when
+    /// the driver is released one of them must take it over, or armed timers never fire and the
+    /// runtime hangs. Short random sleeps between bursts of work, and spare threads started and
+    /// retired by short stalls, make those races frequent. A watchdog turns a hang into a failure.
+    @Test func timersKeepFiringWhileWorkersRaceForTheDriver() throws {
+        let finished = AtomicCounter()
+        let watchdog = TestThread {
+            var waited = 0
+            while finished.value == 0 && waited < 60_000 {
+                usleep(1_000)
+                waited += 1
+            }
+            if finished.value == 0 {
+                let message = "timersKeepFiringWhileWorkersRaceForTheDriver: hung for 60 s\n"
+                _ = message.withCString { write(2, $0, strlen($0)) }
+                abort()
+            }
+        }
+        defer {
+            finished.increment()
+            watchdog.join()
+        }
+        let runtime = try Runtime.multiThread(
+            workers: 2, stallThreshold: .milliseconds(2), onStall: { _ in })
+        defer { runtime.shutdown() }
+        let completed = try runtime.run { () async throws -> Int in
+            var total = 0
+            for round in 0..<20 {
+                var handles: [JoinHandle<Int>] = []
+                // A job longer than the stall threshold: a spare thread starts, takes the driver
+                // for a while, and retires.
+                handles.append(Tide.spawn {
+                    let start = monotonicNow()
+                    while monotonicNow() - start < 4_000_000 {}
+                    return 0
+                })
+                for index in 0..<32 {
+                    handles.append(Tide.spawn {
+                        var random = TestRandom(seed: UInt64(round * 1_000 + index))
+                        for _ in 0..<3 {
+                            for _ in 0..<Int.random(in: 0..<100, using: &random) { await Tide.yield() }
+                            let micros = Int.random(in: 0..<1_500, using: &random)
+                            try await Tide.sleep(for: .microseconds(micros))
+                        }
+                        return 1
+                    })
+                }
+                for handle in handles { total += try await handle.value }
+            }
+            return total
+        }
+        #expect(completed == 20 * 32)
+        #expect(runtime.metrics.sparesStarted > 0)
+    }
+
     @Test func shutdownCancelsPendingPollTasksAndJoinsThreads() throws {
         let runtime = try Runtime.multiThread(workers: 2)
         let gate = Gate()

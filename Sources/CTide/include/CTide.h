@@ -13,4 +13,14 @@
 int ctide_fcntl_getfl(int fd);
 int ctide_fcntl_setfl(int fd, int flags);
 
+/* A CPU hint for a spin-wait loop (x86 `pause`, Arm `yield`): saves power and lets the sibling
+   hyperthread run. Inline, so a spinning worker pays no call. */
+static inline void ctide_spin_hint(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #endif

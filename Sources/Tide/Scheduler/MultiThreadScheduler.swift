@@ -17,6 +17,13 @@
  128), then steal half of another worker's local queue (or its LIFO slot), starting at a random
  victim. `searching` counts workers that are stealing; at most half the workers search at once.
 
+ Spinning before parking. A worker that finds nothing keeps searching for up to 50 µs (counted
+ in `searching`, so pushes in that window wake nobody) before it parks: a producer feeding work a
+ little slower than the others consume it then costs no futex or eventfd wake per item. The LIFO
+ slot of a worker in a job is left alone unless that job has run for over 200 µs (the task there
+ runs next, hot in cache); a retiring spare calls `notify()` on its way out, since pushes made
+ while it searched woke nobody.
+
  Parking without lost wakeups. A worker with nothing to do adds itself to `idle` (under
  `idleLock`), then looks at every queue once more, then parks. Whoever makes work available
  (push to a local queue, the LIFO slot, or the global queue) then calls `notify()`: if no worker
@@ -28,7 +35,9 @@
  next timer deadline as its timeout; the others sleep on their ThreadParker. Waking the driver
  goes through the eventfd. A timer armed earlier than the driver's timeout wakes it too. Busy
  workers poll the reactor and fire timers without blocking every 61 turns, so I/O and timers
- progress even when nobody parks.
+ progress even when nobody parks. A worker that parked while another thread held the driver
+ sleeps on its parker; so whoever releases `driverBusy` wakes one parked worker if nobody took
+ the driver since (`handOffDriver`): otherwise every worker could sleep with timers armed.
 
  Stall detector. A monitor thread looks every `stallThreshold / 2` at each worker's
  `runningSince` (the start of the job it is running, 0 when between jobs). A worker inside one
@@ -41,6 +50,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CTide
 import Synchronization
 import TideCore
 
@@ -71,6 +81,9 @@ final class Worker: @unchecked Sendable {
     var thread = pthread_t()
     /// Set by Tide.yield(): the next job enqueued from this worker goes to the back.
     var deferNext = false
+
+    /// The scheduler this worker belongs to, for a cheap "is this thread one of ours" check.
+    unowned(unsafe) var owner: MultiThreadScheduler? = nil
 
     init(index: Int, isSpare: Bool) {
         self.index = index
@@ -132,6 +145,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         self.onStall = onStall
         let spares = max(workers, 1)
         self.workers = (0..<(workers + spares)).map { Worker(index: $0, isSpare: $0 >= workers) }
+        for worker in self.workers { worker.owner = self }
     }
 
     deinit {
@@ -143,7 +157,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     var currentWorker: Worker? {
         guard let pointer = pthread_getspecific(Self.workerKey) else { return nil }
         let worker = Unmanaged<Worker>.fromOpaque(pointer).takeUnretainedValue()
-        return worker.index < workers.count && workers[worker.index] === worker ? worker : nil
+        return worker.owner === self ? worker : nil
     }
 
     // MARK: Starting and stopping
@@ -220,25 +234,25 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// `Tide.yield()` or a task re-queueing itself, to the back of the local queue); from
     /// anywhere else to the global queue.
     func push(_ item: RunnableRef, yielding: Bool = false) {
-        if let worker = currentWorker, worker.runningSince.load(ordering: .relaxed) == 0,
-            !yielding
-        {
-            // On a worker but outside a job: the driver (timers, epoll) is waking tasks.
-            wokenLock.withLock { woken.append(item.bits) }
-            wokenCount.add(1, ordering: .sequentiallyConsistent)
-            notify()
-            return
-        }
-        if let worker = currentWorker, !stopping.load(ordering: .relaxed) {
-            if yielding || worker.deferNext {
-                worker.deferNext = false
-                pushLocal(item, worker)
-            } else {
-                let previous = worker.lifo.exchange(item.bits, ordering: .acquiringAndReleasing)
-                if previous != 0 { pushLocal(RunnableRef(bits: previous), worker) }
+        if let worker = currentWorker {
+            if worker.runningSince.load(ordering: .relaxed) == 0 && !yielding {
+                // On a worker but outside a job: the driver (timers, epoll) is waking tasks.
+                wokenLock.withLock { woken.append(item.bits) }
+                wokenCount.add(1, ordering: .sequentiallyConsistent)
+                notify()
+                return
             }
-            notify()
-            return
+            if !stopping.load(ordering: .relaxed) {
+                if yielding || worker.deferNext {
+                    worker.deferNext = false
+                    pushLocal(item, worker)
+                } else {
+                    let previous = worker.lifo.exchange(item.bits, ordering: .acquiringAndReleasing)
+                    if previous != 0 { pushLocal(RunnableRef(bits: previous), worker) }
+                }
+                notify()
+                return
+            }
         }
         injectLock.withLock { inject.append(item.bits) }
         injectCount.add(1, ordering: .sequentiallyConsistent)
@@ -300,9 +314,20 @@ final class MultiThreadScheduler: @unchecked Sendable {
                 if worker.tick % 61 == 0 { maintenance(worker) }
                 continue
             }
+            if let item = spinForWork(worker) {
+                idleRounds = 0
+                run(item, on: worker, executor: executor)
+                worker.tick &+= 1
+                continue
+            }
             if worker.isSpare {
                 idleRounds += 1
-                if !anyWorkerStalled() && idleRounds > 3 { return }
+                if !anyWorkerStalled() && idleRounds > 3 {
+                    // A push made while this spare was searching woke nobody (see `notify`):
+                    // hand any such work, and the driver, to a parked worker before leaving.
+                    notify()
+                    return
+                }
             }
             park(worker)
         }
@@ -371,16 +396,29 @@ final class MultiThreadScheduler: @unchecked Sendable {
     }
 
     private func stealWork(_ worker: Worker) -> RunnableRef? {
-        // At most half the workers search at once.
+        guard beginSearching(worker) else { return nil }
+        let item = searchOthers(worker)
+        endSearching(worker)
+        return item
+    }
+
+    /// Counts the worker as searching, unless half the workers already are (spares always may).
+    private func beginSearching(_ worker: Worker) -> Bool {
         let current = searching.load(ordering: .relaxed)
-        if current * 2 >= max(workerCount, 2) && !worker.isSpare { return nil }
+        if current * 2 >= max(workerCount, 2) && !worker.isSpare { return false }
         searching.add(1, ordering: .sequentiallyConsistent)
-        defer {
-            if searching.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
-                // The last searcher found work: others may still be needed.
-                if !worker.queue.isEmpty { notify() }
-            }
+        return true
+    }
+
+    private func endSearching(_ worker: Worker) {
+        if searching.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
+            // The last searcher found work: others may still be needed.
+            if !worker.queue.isEmpty { notify() }
         }
+    }
+
+    /// One pass over the other workers' queues (from a random victim), then the global queue.
+    private func searchOthers(_ worker: Worker) -> RunnableRef? {
         let count = workers.count
         let start = worker.nextRandom(count)
         for offset in 0..<count {
@@ -390,8 +428,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
                 worker.steals.add(1, ordering: .relaxed)
                 return item
             }
-            // A worker stuck in one job cannot run its LIFO slot; take it.
-            if victim.runningSince.load(ordering: .acquiring) != 0 {
+            // A worker stuck in one job cannot run its LIFO slot; take it. A worker in a short
+            // job keeps it: the task there was just woken by the job and runs next, hot in cache.
+            if victim.lifo.load(ordering: .relaxed) != 0, isStuck(victim) {
                 let lifo = victim.lifo.exchange(0, ordering: .acquiringAndReleasing)
                 if lifo != 0 {
                     worker.steals.add(1, ordering: .relaxed)
@@ -402,17 +441,45 @@ final class MultiThreadScheduler: @unchecked Sendable {
         return popInject(worker)
     }
 
+    /// Whether `worker` has been inside its current job for longer than `lifoStealAfter`.
+    private func isStuck(_ worker: Worker) -> Bool {
+        let since = worker.runningSince.load(ordering: .acquiring)
+        if since == 0 { return false }
+        let now = monotonicNanoseconds()
+        return now > since && now - since >= Self.lifoStealAfter
+    }
+
+    /// How long a job must have run before another worker may take its worker's LIFO slot.
+    static let lifoStealAfter: UInt64 = 200_000
+
+    /// Before parking, keep looking for work for up to `spinNanoseconds`, counted as searching:
+    /// while a worker searches, a push wakes nobody, so a producer feeding work a little slower
+    /// than the others consume it does not pay a futex or eventfd wake per item.
+    private func spinForWork(_ worker: Worker) -> RunnableRef? {
+        guard beginSearching(worker) else { return nil }
+        defer { endSearching(worker) }
+        let deadline = monotonicNanoseconds() &+ Self.spinNanoseconds
+        var rounds = 0
+        while !stopping.load(ordering: .relaxed) {
+            if let item = popWoken() { return item }
+            if let item = searchOthers(worker) { return item }
+            rounds &+= 1
+            if rounds & 7 == 0 && monotonicNanoseconds() > deadline { return nil }
+            for _ in 0..<32 { ctide_spin_hint() }
+        }
+        return nil
+    }
+
+    /// How long an idle worker searches before it parks.
+    static let spinNanoseconds: UInt64 = 50_000
+
     private func hasWork(for worker: Worker) -> Bool {
         if injectCount.load(ordering: .sequentiallyConsistent) > 0 { return true }
         if wokenCount.load(ordering: .sequentiallyConsistent) > 0 { return true }
         if worker.lifo.load(ordering: .acquiring) != 0 || !worker.queue.isEmpty { return true }
         for other in workers where other !== worker && other.active.load(ordering: .acquiring) {
             if !other.queue.isEmpty { return true }
-            if other.lifo.load(ordering: .acquiring) != 0
-                && other.runningSince.load(ordering: .acquiring) != 0
-            {
-                return true
-            }
+            if other.lifo.load(ordering: .acquiring) != 0 && isStuck(other) { return true }
         }
         return false
     }
@@ -424,8 +491,24 @@ final class MultiThreadScheduler: @unchecked Sendable {
         {
             runtime.reactor.turn(timeoutMilliseconds: 0)
             driverBusy.store(false, ordering: .releasing)
+            handOffDriver()
         }
         runtime.timers.advance()
+    }
+
+    /// Called after releasing `driverBusy`. A worker that went to park while another thread held
+    /// the driver sleeps on its parker, not in epoll_wait: if nobody took the driver since, wake
+    /// one parked worker so that it parks again as the driver. Without this, every worker could
+    /// end up asleep with timers armed and no thread left to fire them.
+    private func handOffDriver() {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if idleCount.load(ordering: .relaxed) == 0 || driverBusy.load(ordering: .relaxed) { return }
+        let woken: Int? = idleLock.withLock {
+            guard let index = idle.popLast() else { return nil }
+            idleCount.subtract(1, ordering: .relaxed)
+            return index
+        }
+        if let index = woken { wake(workers[index]) }
     }
 
     private func park(_ worker: Worker) {
@@ -452,7 +535,10 @@ final class MultiThreadScheduler: @unchecked Sendable {
             }
             worker.inDriver.store(false, ordering: .releasing)
             driverBusy.store(false, ordering: .releasing)
+            removeFromIdle(worker)
+            handOffDriver()
             runtime.timers.advance()
+            return
         } else if worker.isSpare {
             // A spare never sleeps long: it exists to keep things moving during a stall.
             usleep(1_000)
