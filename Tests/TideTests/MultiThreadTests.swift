@@ -203,6 +203,55 @@ struct MultiThreadTests {
         #expect(runtime.metrics.sparesStarted > 0)
     }
 
+    @Test func shutdownWithTimeoutGivesUpOnAStuckWorkerAndCancelsWaitingTasks() throws {
+        let runtime = try Runtime.multiThread(workers: 2, stallThreshold: .seconds(30))
+        let gate = Gate()
+        let waiting = try runtime.spawn(gate.future.map { 1 })
+        let release = AtomicCounter()
+        let entered = AtomicCounter()
+        // A job that will not return until the test lets it.
+        let stuck = try runtime.spawn(lazy { () -> Int in
+            entered.increment()
+            while release.value == 0 { usleep(100) }
+            return 2
+        })
+        var waited = 0
+        while (entered.value == 0 || runtime.metrics.pollTasksAlive > 2) && waited < 10_000 {
+            usleep(1_000)
+            waited += 1
+        }
+        #expect(entered.value == 1)
+        #expect(runtime.shutdown(timeout: .milliseconds(20)) == false)
+        // The task that was waiting is cancelled even though a worker is still busy.
+        #expect(waiting.isFinished)
+        var poll = waiting
+        var context = Context(waker: Waker.noop)
+        guard case .ready(.failure(.cancelled)) = poll.poll(&context) else {
+            Issue.record("a task waiting at shutdown should end as cancelled")
+            return
+        }
+        // The stuck job still finishes normally once it returns.
+        release.increment()
+        waited = 0
+        while !stuck.isFinished && waited < 10_000 {
+            usleep(1_000)
+            waited += 1
+        }
+        #expect(stuck.isFinished)
+    }
+
+    @Test func shutdownWithTimeoutReturnsTrueWhenEveryThreadStops() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        let sum = try runtime.run { () async throws -> Int in
+            let handle = Tide.spawn { 20 }
+            return try await handle.value + 1
+        }
+        #expect(sum == 21)
+        #expect(runtime.shutdown(timeout: .seconds(10)))
+        #expect(runtime.shutdown(timeout: .seconds(10)))
+        #expect(throws: RuntimeError.shutDown) { try runtime.spawn(ready(1)) }
+    }
+
     @Test func shutdownCancelsPendingPollTasksAndJoinsThreads() throws {
         let runtime = try Runtime.multiThread(workers: 2)
         let gate = Gate()

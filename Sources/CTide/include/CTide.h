@@ -13,6 +13,13 @@
 int ctide_fcntl_getfl(int fd);
 int ctide_fcntl_setfl(int fd, int flags);
 
+#include <pthread.h>
+#include <time.h>
+
+// pthread_timedjoin_np is a GNU extension that Swift's Glibc module does not declare. `deadline`
+// is on CLOCK_REALTIME. Returns 0 when joined, ETIMEDOUT when the deadline passed first.
+int ctide_timedjoin(pthread_t thread, const struct timespec *deadline);
+
 /* A CPU hint for a spin-wait loop (x86 `pause`, Arm `yield`): saves power and lets the sibling
    hyperthread run. Inline, so a spinning worker pays no call. */
 static inline void ctide_spin_hint(void) {

@@ -83,6 +83,23 @@ class PollTaskBase: @unchecked Sendable {
         joinWaker.wake()
     }
 
+    /// Like `cancelAtShutdown`, for a shutdown that timed out with a worker still running: only
+    /// a task that is waiting (idle) is cancelled, after claiming it with the `running` state so
+    /// that no thread can poll it meanwhile. Queued or running tasks are left alone.
+    final func cancelIfWaiting() {
+        let current = state.load(ordering: .acquiring)
+        guard current & Self.stateMask == Self.idle else { return }
+        let claimed = (current & ~Self.stateMask) | Self.running
+        guard state.compareExchange(
+            expected: current, desired: claimed, ordering: .acquiringAndReleasing
+        ).exchanged else { return }
+        cancelFuture()
+        let flags = state.load(ordering: .acquiring) & ~Self.stateMask
+        state.store(flags | Self.cancelRequested | Self.complete, ordering: .releasing)
+        scheduler.taskFinished(self)
+        joinWaker.wake()
+    }
+
     /// Runs one scheduling turn of the task; called by the scheduler only.
     final func run() {
         let current = state.load(ordering: .acquiring)

@@ -275,15 +275,39 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// cancelled. The blocking pool finishes its queued jobs and its threads are joined. Called from one of the runtime's own
     /// tasks, the threads are told to stop but not joined (a thread cannot join itself).
     public func shutdown() {
-        if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return }
+        shutdown(deadline: nil)
+    }
+
+    /// Shuts the runtime down like ``shutdown()``, but waits at most `timeout` for the worker
+    /// threads to finish the jobs they are running.
+    ///
+    /// Use it when a task may be stuck in a long synchronous call and the process must move on
+    /// (for example on SIGTERM). Returns true if every thread stopped in time. Returns false if a
+    /// worker was still inside a job at the deadline: that thread exits when its job ends, and the
+    /// runtime (its queues and whatever tasks they hold) stays allocated so that the thread can
+    /// finish safely; nothing more is run. On the current-thread flavour this is ``shutdown()``.
+    @discardableResult
+    public func shutdown(timeout: Duration) -> Bool {
+        let nanoseconds = UInt64(max(timeout.nanosecondsClamped, 0))
+        return shutdown(deadline: monotonicNanoseconds() &+ nanoseconds)
+    }
+
+    @discardableResult
+    private func shutdown(deadline: UInt64?) -> Bool {
+        if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return true }
         if let multi {
-            multi.stop()
+            guard multi.stop(deadline: deadline) else {
+                // A worker is still inside a job: keep the runtime alive for it (keepAlive stays
+                // set) and cancel the tasks that wait, so their joiners do not hang.
+                cancelWaitingTasks(onlyIdle: true)
+                return false
+            }
             if multi.currentWorker == nil {
                 keepAlive = nil
                 cancelWaitingTasks()
                 blockingPool.shutdown()
             }
-            return
+            return true
         }
         var pending = injectLock.withLock { () -> [Runnable] in
             var all: [Runnable] = []
@@ -301,11 +325,12 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             cancelWaitingTasks()
             blockingPool.shutdown()
         }
+        return true
     }
 
     /// After the threads stopped: completes every poll task that is still alive as cancelled
     /// (its future dropped, its joiners woken with `JoinError.cancelled`).
-    private func cancelWaitingTasks() {
+    private func cancelWaitingTasks(onlyIdle: Bool = false) {
         let remaining = registryLock.withLock { () -> [PollTaskBase] in
             var all: [PollTaskBase] = []
             var node = liveHead
@@ -315,7 +340,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             }
             return all
         }
-        for task in remaining { task.cancelAtShutdown() }
+        for task in remaining {
+            if onlyIdle { task.cancelIfWaiting() } else { task.cancelAtShutdown() }
+        }
     }
 
     // MARK: Executor

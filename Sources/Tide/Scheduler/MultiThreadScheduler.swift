@@ -188,25 +188,50 @@ final class MultiThreadScheduler: @unchecked Sendable {
     }
 
     /// Stops every thread: workers finish the runnable they are running, then exit; queued poll
-    /// tasks are cancelled. Joins the worker and monitor threads.
-    func stop() {
-        if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
-        guard threadsStarted.load(ordering: .acquiring) else { return }
+    /// tasks are released. Joins the worker and monitor threads, waiting at most until
+    /// `deadline` (CLOCK_MONOTONIC ns) if one is given. Returns false if a worker was still inside
+    /// a job at the deadline: its thread is left to exit when that job ends, and the queues are
+    /// left alone (that thread may still push to them).
+    @discardableResult
+    func stop(deadline: UInt64? = nil) -> Bool {
+        if stopping.exchange(true, ordering: .acquiringAndReleasing) { return true }
+        guard threadsStarted.load(ordering: .acquiring) else { return true }
         for worker in workers { worker.parker.unpark() }
         monitorParker.unpark()
         runtime.reactor.wakeup()
         // From inside a worker (a task that shuts its own runtime down) the threads are told to
         // stop but not joined: a thread cannot join itself.
-        if currentWorker != nil { return }
-        for index in 0..<workerCount { pthread_join(workers[index].thread, nil) }
+        if currentWorker != nil { return true }
+        for index in 0..<workerCount {
+            guard join(workers[index].thread, deadline: deadline) else { return false }
+        }
         pthread_join(monitor, nil)
         // Spares are detached; wait (bounded) for them to leave.
         var spins = 0
         while sparesActive.load(ordering: .acquiring) > 0 && spins < 10_000 {
+            if let deadline, monotonicNanoseconds() >= deadline { return false }
             usleep(100)
             spins += 1
         }
         drainAfterStop()
+        return true
+    }
+
+    /// Joins `thread`, giving up at `deadline` (CLOCK_MONOTONIC ns); returns whether it joined.
+    private func join(_ thread: pthread_t, deadline: UInt64?) -> Bool {
+        guard let deadline else {
+            pthread_join(thread, nil)
+            return true
+        }
+        // pthread_timedjoin_np measures against CLOCK_REALTIME: convert the remaining time.
+        let now = monotonicNanoseconds()
+        let remaining = deadline > now ? deadline - now : 0
+        var wall = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        let total = UInt64(wall.tv_nsec) + remaining % 1_000_000_000
+        wall.tv_sec += Int(remaining / 1_000_000_000) + Int(total / 1_000_000_000)
+        wall.tv_nsec = Int(total % 1_000_000_000)
+        return ctide_timedjoin(thread, &wall) == 0
     }
 
     private func drainAfterStop() {
