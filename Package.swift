@@ -11,11 +11,15 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .target(name: "TideCore"),
         .target(name: "CTide", linkerSettings: [.linkedLibrary("util")]),
-        .target(name: "Tide", dependencies: ["TideCore", "CTide"]),
+        .target(
+            name: "Tide",
+            dependencies: ["TideCore", "CTide", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "tide",
             dependencies: [

@@ -305,6 +305,8 @@ struct MultiThreadTests {
         let reported = reports.withLock { $0 }
         #expect(!reported.isEmpty)
         #expect(reported.allSatisfy { $0.worker == 0 && $0.duration >= .milliseconds(20) })
+        // The spinner is a Swift task: the report names it by the runtime's task id.
+        #expect(reported.allSatisfy { $0.taskID != nil })
         #expect(runtime.metrics.sparesStarted >= 1)
         #expect(runtime.metrics.workers[0].stallsSeen >= 1)
     }

@@ -24,6 +24,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import Synchronization
 import TideCore
 
@@ -126,7 +127,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     ///
     /// Tasks run on whichever worker is free; idle workers steal from busy ones; one parked worker
     /// waits in epoll for I/O and timers. A monitor thread reports any worker that runs one job
-    /// for longer than `stallThreshold` (through `onStall`, or to standard error by default) and
+    /// for longer than `stallThreshold` (through `onStall`, or as a swift-log warning with label
+    /// `tide.runtime` by default) and
     /// starts a spare thread so that the other tasks keep running while it spins.
     ///
     /// The threads start at once and live until ``shutdown()``; a runtime that is never shut down
@@ -143,10 +145,21 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         return try Runtime(workers: count, stallThreshold: stallThreshold, onStall: onStall)
     }
 
-    /// The default stall report: one line on standard error.
+    /// The logger behind the default stall report (label `tide.runtime`). Where its lines go is
+    /// decided by the process's swift-log bootstrap (standard error when none was made).
+    static let logger = Logger(label: "tide.runtime")
+
+    /// The default stall report: a warning through swift-log, with the worker, how long the job
+    /// had run and the Swift task id as metadata.
     static let logStall: @Sendable (StallReport) -> Void = { report in
-        let line = "tide: stall detected: \(report)\n"
-        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        var metadata: Logger.Metadata = [
+            "worker": "\(report.worker)",
+            "running_ms": "\(report.duration.nanosecondsClamped / 1_000_000)",
+        ]
+        if let taskID = report.taskID { metadata["task_id"] = "\(taskID)" }
+        logger.warning(
+            "stall detected: a task has held a worker without yielding; a spare thread runs the rest",
+            metadata: metadata)
     }
 
     /// Marks the calling thread as one of this runtime's threads (for `Runtime.current`).

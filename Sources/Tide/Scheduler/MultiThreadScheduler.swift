@@ -64,6 +64,9 @@ final class Worker: @unchecked Sendable {
     let parker = ThreadParker()
     /// Monotonic ns at which the current job started; 0 while not running a job.
     let runningSince = Atomic<UInt64>(0)
+    /// The Swift task id of the job being run (0 for a poll task or a job that is not a task),
+    /// written before `runningSince`, for the stall report.
+    let runningTaskID = Atomic<UInt64>(0)
     /// Increments per job, so the monitor can tell one long job from many short ones.
     let jobsRun = Atomic<Int>(0)
     let stallReported = Atomic<Int>(-1)
@@ -359,6 +362,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     }
 
     private func run(_ item: RunnableRef, on worker: Worker, executor: UnownedTaskExecutor) {
+        worker.runningTaskID.store(item.isTask ? 0 : swiftTaskID(of: item.job), ordering: .relaxed)
         worker.runningSince.store(monotonicNanoseconds(), ordering: .releasing)
         worker.jobsRun.add(1, ordering: .relaxed)
         worker.polls.add(1, ordering: .relaxed)
@@ -606,10 +610,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
                 guard since != 0, now > since, now - since >= stallThreshold else { continue }
                 stalled += 1
                 let job = worker.jobsRun.load(ordering: .acquiring)
+                let taskID = worker.runningTaskID.load(ordering: .relaxed)
                 if worker.stallReported.exchange(job, ordering: .acquiringAndReleasing) != job {
                     worker.stallsSeen.add(1, ordering: .relaxed)
                     onStall(StallReport(
-                        worker: index, duration: .nanoseconds(Int64(now - since))))
+                        worker: index, duration: .nanoseconds(Int64(now - since)),
+                        taskID: taskID == 0 ? nil : taskID))
                 }
             }
             if stalled > 0 && sparesActive.load(ordering: .acquiring) < stalled {
@@ -661,11 +667,30 @@ public struct StallReport: Sendable, Equatable, CustomStringConvertible {
     public var worker: Int
     /// How long it had been running that job when noticed.
     public var duration: Duration
+    /// The id the Swift runtime gave the task that is running (the one debuggers and
+    /// `swift-inspect` show), or nil when the job is a Tide poll task or not a Swift task.
+    public var taskID: UInt64?
+
+    /// A report; `taskID` nil when the stalled job is not a Swift task.
+    public init(worker: Int, duration: Duration, taskID: UInt64? = nil) {
+        self.worker = worker
+        self.duration = duration
+        self.taskID = taskID
+    }
 
     public var description: String {
-        "worker \(worker) has been running one job for \(duration) without yielding"
+        let task = taskID.map { "Swift task \($0)" } ?? "a poll task or job"
+        return "worker \(worker) has been running \(task) for \(duration) without yielding"
     }
 }
+
+/// The Swift runtime's id for the task behind `job` (0 if the job is not a task). The runtime
+/// exports this accessor for executors; it reads one field.
+@_silgen_name("swift_task_getJobTaskId")
+private func _swiftJobTaskID(_ job: UnownedJob) -> UInt64
+
+@inline(__always)
+func swiftTaskID(of job: UnownedJob) -> UInt64 { _swiftJobTaskID(job) }
 
 /// Counters of one worker thread.
 public struct WorkerMetrics: Sendable, Equatable {
