@@ -332,6 +332,38 @@ struct MultiThreadTests {
         #expect(received <= Coop.budgetPerTurn + 1)
     }
 
+    /// Joining handles of finished tasks returns at once; a loop over many of them must still
+    /// spend the coop budget, or it holds the thread (and every timer on it) until it ends.
+    @Test func joiningFinishedHandlesSpendsTheCoopBudget() throws {
+        let runtime = try Runtime.currentThread()
+        let (joined, sawFlag) = try runtime.run { () async throws -> (Int, Bool) in
+            let count = 2_000
+            var swiftHandles: [JoinHandle<Int>] = []
+            var pollHandles: [PollTaskHandle<Int>] = []
+            for index in 0..<count {
+                swiftHandles.append(Tide.spawn { index })
+                pollHandles.append(try runtime.spawn(ready(index)))
+            }
+            while !(swiftHandles.allSatisfy(\.isFinished) && pollHandles.allSatisfy(\.isFinished)) {
+                await Tide.yield()
+            }
+            let flag = Atomic<Bool>(false)
+            let setter = Tide.spawn { flag.store(true, ordering: .relaxed) }
+            var joined = 0
+            var sum = 0
+            for index in 0..<count where !flag.load(ordering: .relaxed) {
+                sum += try await swiftHandles[index].value
+                sum += try await pollHandles[index].value
+                joined += 1
+            }
+            try await setter.value
+            #expect(sum == 2 * (0..<joined).reduce(0, +))
+            return (joined, flag.load(ordering: .relaxed))
+        }
+        #expect(sawFlag)
+        #expect(joined < 2_000)
+    }
+
     /// Regression: with the leaf's coop check inside the await adapter, a Swift task whose budget
     /// ran out re-polled a send forever inside one job (every poll yielded, every yield was
     /// resumed at once). Four producers into a small bounded channel hit it within seconds.

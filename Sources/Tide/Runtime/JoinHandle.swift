@@ -25,7 +25,12 @@ public struct JoinHandle<Success: Sendable>: Sendable {
     /// The task's result: its return value, or the error it threw (`CancellationError` when it
     /// stopped because it was cancelled).
     public var value: Success {
-        get async throws { try await task.value }
+        get async throws {
+            // A leaf operation for the coop budget: a loop over many finished handles (which
+            // return at once) still lets the other tasks on this worker run, timers included.
+            if !Coop.spend() { await Tide.yield() }
+            return try await task.value
+        }
     }
 
     /// Requests cancellation of the task.

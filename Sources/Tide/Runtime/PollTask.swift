@@ -232,6 +232,8 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
     /// Ready with the task's output (or `.cancelled`) once it completed.
     @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<Result<Output, JoinError>> {
+        // A leaf operation for the coop budget, like every await on a runtime resource.
+        guard Coop.proceed(&context) else { return .pending }
         if let result = finished() { return .ready(result) }
         task.joinWaker.register(context)
         if let result = finished() { return .ready(result) }
@@ -250,6 +252,7 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
     @inlinable
     public var value: Output {
         get async throws(JoinError) {
+            if !Coop.spend() { await Tide.yield() }
             if let result = finished() { return try result.get() }
             let result: Result<Output, JoinError>
             do {
