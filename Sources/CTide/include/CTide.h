@@ -27,7 +27,19 @@ static inline void ctide_spin_hint(void) {
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
+
+// Waits for epoll events for at most `timeout_ns` nanoseconds (-1: forever). Uses epoll_pwait2
+// (Linux 5.11) so a timer deadline is met to the microsecond instead of rounded up to the next
+// millisecond; falls back to epoll_wait with the timeout rounded up where the kernel lacks it.
+int ctide_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents, long long timeout_ns);
+
 #endif
 }
+
+
+// Waits for epoll events for at most `timeout_ns` nanoseconds (-1: forever). Uses epoll_pwait2
+// (Linux 5.11) so a timer deadline is met to the microsecond instead of rounded up to the next
+// millisecond; falls back to epoll_wait with the timeout rounded up where the kernel lacks it.
+int ctide_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents, long long timeout_ns);
 
 #endif

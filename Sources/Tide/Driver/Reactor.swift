@@ -105,12 +105,20 @@ public final class Reactor: @unchecked Sendable {
     /// Returns the number of fd events delivered.
     @discardableResult
     func turn(timeoutMilliseconds: Int32) -> Int {
+        turn(timeoutNanoseconds: timeoutMilliseconds < 0 ? -1 : Int64(timeoutMilliseconds) * 1_000_000)
+    }
+
+    /// Waits up to `timeoutNanoseconds` (-1: forever, 0: just poll) for events and delivers them,
+    /// with microsecond precision where the kernel has epoll_pwait2. Returns the number of fd
+    /// events delivered.
+    @discardableResult
+    func turn(timeoutNanoseconds: Int64) -> Int {
         let released = lock.withLock { () -> [IORegistration] in
             defer { pending.removeAll(keepingCapacity: true) }
             return pending
         }
         _ = consume released
-        let count = epoll_wait(epoll, events, capacity, timeoutMilliseconds)
+        let count = ctide_epoll_wait_ns(epoll, events, capacity, timeoutNanoseconds)
         if count <= 0 { return 0 }
         var delivered = 0
         for index in 0..<Int(count) {

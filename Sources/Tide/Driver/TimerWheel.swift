@@ -224,6 +224,14 @@ final class TimerWheel: @unchecked Sendable {
         return Int32(clamping: tick - current)
     }
 
+    /// Nanoseconds until the next possible expiration (0 if due), or nil when empty: the epoll
+    /// timeout, aimed at the start of the tick rather than rounded to whole milliseconds.
+    func nanosecondsUntilNext(now: UInt64 = monotonicNanoseconds()) -> Int64? {
+        guard let tick = nextDeadlineTick() else { return nil }
+        let due = originNanoseconds &+ tick &* 1_000_000
+        return due <= now ? 0 : Int64(clamping: due - now)
+    }
+
     /// Fires every entry whose deadline passed; returns how many fired.
     @discardableResult
     func advance(now: UInt64 = monotonicNanoseconds()) -> Int {

@@ -480,10 +480,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             drainInject()
             return
         }
-        let timeout = timers.millisecondsUntilNext() ?? -1
+        let timeout = timers.nanosecondsUntilNext() ?? -1
         counters.parks.add(1, ordering: .relaxed)
         driving = true
-        reactor.turn(timeoutMilliseconds: timeout)
+        reactor.turn(timeoutNanoseconds: timeout)
         sleeping.store(false, ordering: .sequentiallyConsistent)
         timers.advance()
         driving = false

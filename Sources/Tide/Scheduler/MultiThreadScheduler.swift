@@ -555,12 +555,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
             .exchanged
         {
             worker.inDriver.store(true, ordering: .releasing)
-            var timeout = runtime.timers.millisecondsUntilNext() ?? -1
+            var timeout = runtime.timers.nanosecondsUntilNext() ?? -1
             if worker.isSpare || anyWorkerStalled() {
-                timeout = timeout < 0 ? 10 : min(timeout, 10)
+                timeout = timeout < 0 ? 10_000_000 : min(timeout, 10_000_000)
             }
             if !hasWork(for: worker) && !stopping.load(ordering: .acquiring) {
-                runtime.reactor.turn(timeoutMilliseconds: timeout)
+                runtime.reactor.turn(timeoutNanoseconds: timeout)
             }
             worker.inDriver.store(false, ordering: .releasing)
             driverBusy.store(false, ordering: .releasing)
