@@ -160,7 +160,9 @@ class PollTaskBase: @unchecked Sendable {
 @usableFromInline
 class PollTaskOutput<Output>: PollTaskBase, @unchecked Sendable {
     // Written once before the state becomes `complete`; read only after observing `complete`.
-    @usableFromInline var output: Output?
+    // `final`: read directly by the (specialised) handle instead of through a class getter, which
+    // is shared generic code that looks up `Output?`'s metadata on every call.
+    @usableFromInline final var output: Output?
 
     @usableFromInline
     override init(scheduler: Runtime) {
