@@ -39,9 +39,10 @@
  sleeps on its parker; so whoever releases `driverBusy` wakes one parked worker if nobody took
  the driver since (`handOffDriver`): otherwise every worker could sleep with timers armed.
 
- Stall detector. A monitor thread looks every `stallThreshold / 2` at each worker's
- `runningSince` (the start of the job it is running, 0 when between jobs). A worker inside one
- job for longer than `stallThreshold` is reported (once per stall, through `onStall`), and if no
+ Stall detector. Workers read no clock per job: each sets `inJob` and bumps `jobsRun` when a job
+ starts. A monitor thread looks every `stallThreshold / 4` (as Go's sysmon does with its
+ schedtick): a worker seen inside the same job (same `jobsRun`) for `stallThreshold` is marked
+ `stalled` and reported (once per stall, through `onStall`), and if no
  spare is active a spare worker thread starts: it steals the stalled worker's queued runnables
  (including its LIFO slot) and drives timers and I/O, so everything else keeps running while the
  offender spins. A spare retires after it finds no stalled worker and no work for a while.
@@ -62,14 +63,20 @@ final class Worker: @unchecked Sendable {
     /// The LIFO slot: 0 or an encoded runnable. The owner swaps it; stealers may take it.
     let lifo = Atomic<UInt>(0)
     let parker = ThreadParker()
-    /// Monotonic ns at which the current job started; 0 while not running a job.
-    let runningSince = Atomic<UInt64>(0)
+    /// Whether the worker is inside a job (false while it looks for work, parks or drives).
+    let inJob = Atomic<Bool>(false)
     /// The Swift task id of the job being run (0 for a poll task or a job that is not a task),
-    /// written before `runningSince`, for the stall report.
+    /// for the stall report.
     let runningTaskID = Atomic<UInt64>(0)
-    /// Increments per job, so the monitor can tell one long job from many short ones.
+    /// Increments as each job starts, so the monitor can tell one long job from many short ones.
     let jobsRun = Atomic<Int>(0)
-    let stallReported = Atomic<Int>(-1)
+    /// Set by the monitor when the current job has run for `stallThreshold`; cleared by the
+    /// worker when that job ends.
+    let stalled = Atomic<Bool>(false)
+    // Monitor-thread-only state: the job last seen running and since when.
+    var observedJob = -1
+    var observedSince: UInt64 = 0
+    var reportedJob = -1
     let inDriver = Atomic<Bool>(false)
     let active = Atomic<Bool>(false)
     // Counters for metrics.
@@ -263,7 +270,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// anywhere else to the global queue.
     func push(_ item: RunnableRef, yielding: Bool = false) {
         if let worker = currentWorker {
-            if worker.runningSince.load(ordering: .relaxed) == 0 && !yielding {
+            if !worker.inJob.load(ordering: .relaxed) && !yielding {
                 // On a worker but outside a job: the driver (timers, epoll) is waking tasks.
                 wokenLock.withLock { woken.append(item.bits) }
                 wokenCount.add(1, ordering: .sequentiallyConsistent)
@@ -363,8 +370,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
 
     private func run(_ item: RunnableRef, on worker: Worker, executor: UnownedTaskExecutor) {
         worker.runningTaskID.store(item.isTask ? 0 : swiftTaskID(of: item.job), ordering: .relaxed)
-        worker.runningSince.store(monotonicNanoseconds(), ordering: .releasing)
-        worker.jobsRun.add(1, ordering: .relaxed)
+        if worker.stalled.load(ordering: .relaxed) { worker.stalled.store(false, ordering: .releasing) }
+        worker.jobsRun.add(1, ordering: .releasing)
+        worker.inJob.store(true, ordering: .releasing)
         worker.polls.add(1, ordering: .relaxed)
         Coop.turn {
             if item.isTask {
@@ -373,7 +381,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
                 item.job.runSynchronously(on: executor)
             }
         }
-        worker.runningSince.store(0, ordering: .releasing)
+        worker.inJob.store(false, ordering: .releasing)
+        if worker.stalled.load(ordering: .relaxed) { worker.stalled.store(false, ordering: .releasing) }
     }
 
     private func nextRunnable(_ worker: Worker) -> RunnableRef? {
@@ -470,16 +479,10 @@ final class MultiThreadScheduler: @unchecked Sendable {
         return popInject(worker)
     }
 
-    /// Whether `worker` has been inside its current job for longer than `lifoStealAfter`.
+    /// Whether the monitor found `worker` stalled in its current job.
     private func isStuck(_ worker: Worker) -> Bool {
-        let since = worker.runningSince.load(ordering: .acquiring)
-        if since == 0 { return false }
-        let now = monotonicNanoseconds()
-        return now > since && now - since >= Self.lifoStealAfter
+        worker.stalled.load(ordering: .acquiring) && worker.inJob.load(ordering: .acquiring)
     }
-
-    /// How long a job must have run before another worker may take its worker's LIFO slot.
-    static let lifoStealAfter: UInt64 = 200_000
 
     /// Before parking, keep looking for work for up to `spinNanoseconds`, counted as searching:
     /// while a worker searches, a push wakes nobody, so a producer feeding work a little slower
@@ -589,16 +592,14 @@ final class MultiThreadScheduler: @unchecked Sendable {
     // MARK: Stall detector
 
     func anyWorkerStalled() -> Bool {
-        let now = monotonicNanoseconds()
-        for index in 0..<workerCount {
-            let since = workers[index].runningSince.load(ordering: .acquiring)
-            if since != 0 && now > since && now - since >= stallThreshold { return true }
+        for index in 0..<workerCount where workers[index].stalled.load(ordering: .acquiring) {
+            return true
         }
         return false
     }
 
     private func monitorLoop() {
-        let interval = max(stallThreshold / 2, 1_000_000)
+        let interval = max(stallThreshold / 4, 500_000)
         while !stopping.load(ordering: .acquiring) {
             monitorParker.park(timeoutNanoseconds: interval)
             if stopping.load(ordering: .acquiring) { return }
@@ -606,15 +607,28 @@ final class MultiThreadScheduler: @unchecked Sendable {
             var stalled = 0
             for index in 0..<workerCount {
                 let worker = workers[index]
-                let since = worker.runningSince.load(ordering: .acquiring)
-                guard since != 0, now > since, now - since >= stallThreshold else { continue }
-                stalled += 1
-                let job = worker.jobsRun.load(ordering: .acquiring)
                 let taskID = worker.runningTaskID.load(ordering: .relaxed)
-                if worker.stallReported.exchange(job, ordering: .acquiringAndReleasing) != job {
+                let job = worker.jobsRun.load(ordering: .acquiring)
+                guard worker.inJob.load(ordering: .acquiring) else {
+                    worker.observedJob = -1
+                    continue
+                }
+                if job != worker.observedJob {
+                    // A job the monitor has not seen before: it started at most one interval ago.
+                    worker.observedJob = job
+                    worker.observedSince = now
+                    continue
+                }
+                guard now - worker.observedSince >= stallThreshold else { continue }
+                stalled += 1
+                // Re-check that the same job is still running before marking the worker.
+                guard worker.jobsRun.load(ordering: .acquiring) == job else { continue }
+                worker.stalled.store(true, ordering: .releasing)
+                if worker.reportedJob != job {
+                    worker.reportedJob = job
                     worker.stallsSeen.add(1, ordering: .relaxed)
                     onStall(StallReport(
-                        worker: index, duration: .nanoseconds(Int64(now - since)),
+                        worker: index, duration: .nanoseconds(Int64(now - worker.observedSince)),
                         taskID: taskID == 0 ? nil : taskID))
                 }
             }
