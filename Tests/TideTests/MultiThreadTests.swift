@@ -177,13 +177,15 @@ struct MultiThreadTests {
             var total = 0
             for round in 0..<20 {
                 var handles: [JoinHandle<Int>] = []
-                // A job longer than the stall threshold: a spare thread starts, takes the driver
-                // for a while, and retires.
-                handles.append(Tide.spawn {
-                    let start = monotonicNow()
-                    while monotonicNow() - start < 4_000_000 {}
-                    return 0
-                })
+                // Jobs longer than the stall threshold: when both workers are in one, a spare
+                // thread starts, takes the driver for a while, and retires.
+                for _ in 0..<2 {
+                    handles.append(Tide.spawn {
+                        let start = monotonicNow()
+                        while monotonicNow() - start < 4_000_000 {}
+                        return 0
+                    })
+                }
                 for index in 0..<32 {
                     handles.append(Tide.spawn {
                         var random = TestRandom(seed: UInt64(round * 1_000 + index))
@@ -200,7 +202,6 @@ struct MultiThreadTests {
             return total
         }
         #expect(completed == 20 * 32)
-        #expect(runtime.metrics.sparesStarted > 0)
     }
 
     @Test func shutdownWithTimeoutGivesUpOnAStuckWorkerAndCancelsWaitingTasks() throws {
@@ -309,6 +310,37 @@ struct MultiThreadTests {
         #expect(reported.allSatisfy { $0.taskID != nil })
         #expect(runtime.metrics.sparesStarted >= 1)
         #expect(runtime.metrics.workers[0].stallsSeen >= 1)
+    }
+
+    /// A task that wakes another and then spins: the woken task sits in the spinner's LIFO slot.
+    /// Once the monitor marks the spinner's worker stalled, the other (idle) worker is woken and
+    /// takes it; one stalled worker of two needs no spare thread.
+    @Test func aStalledWorkersLifoSlotIsTakenByTheOtherWorker() throws {
+        let runtime = try Runtime.multiThread(
+            workers: 2, stallThreshold: .milliseconds(5), onStall: { _ in })
+        defer { runtime.shutdown() }
+        let gate = Gate()
+        let ran = AtomicCounter()
+        let released = try runtime.run { () async throws -> Bool in
+            let waiter = Tide.spawn {
+                await gate.future.wait()
+                ran.increment()
+            }
+            // Let the waiter start and park on the gate.
+            while !gate.hasWaiter { await Tide.yield() }
+            let spinner = Tide.spawn { () -> Bool in
+                gate.set()
+                let deadline = monotonicNow() + 5_000_000_000
+                while ran.value == 0 && monotonicNow() < deadline {}
+                return ran.value == 1
+            }
+            let released = try await spinner.value
+            try await waiter.value
+            return released
+        }
+        #expect(released)
+        #expect(runtime.metrics.sparesStarted == 0)
+        #expect(runtime.metrics.workers.reduce(0) { $0 + $1.stallsSeen } >= 1)
     }
 
     @Test func coopBudgetLetsAnotherTaskRunOnTheSameThread() throws {

@@ -53,6 +53,10 @@ func monotonicNow() -> UInt64 {
 final class Gate: @unchecked Sendable {
     let open = Atomic<Bool>(false)
     let waker = AtomicWaker()
+    private let registrations = Atomic<Int>(0)
+
+    /// Whether some poll of `future` has registered a waker (and so is parked on the gate).
+    var hasWaiter: Bool { registrations.load(ordering: .acquiring) > 0 }
 
     func set() {
         open.store(true, ordering: .releasing)
@@ -63,6 +67,7 @@ final class Gate: @unchecked Sendable {
         pollFn { context in
             if self.open.load(ordering: .acquiring) { return .ready(()) }
             self.waker.register(context)
+            self.registrations.add(1, ordering: .releasing)
             return self.open.load(ordering: .acquiring) ? .ready(()) : .pending
         }
     }

@@ -42,10 +42,13 @@
  Stall detector. Workers read no clock per job: each sets `inJob` and bumps `jobsRun` when a job
  starts. A monitor thread looks every `stallThreshold / 4` (as Go's sysmon does with its
  schedtick): a worker seen inside the same job (same `jobsRun`) for `stallThreshold` is marked
- `stalled` and reported (once per stall, through `onStall`), and if no
- spare is active a spare worker thread starts: it steals the stalled worker's queued runnables
- (including its LIFO slot) and drives timers and I/O, so everything else keeps running while the
- offender spins. A spare retires after it finds no stalled worker and no work for a while.
+ `stalled` and reported (once per stall, through `onStall`), and an idle worker is woken: the
+ stalled worker's queue and LIFO slot are now stealable. Workers that are not stalled take its
+ work, so spares make up only for stalled workers beyond the free ones (one stalled worker of
+ two starts none: a spare would only timeslice with the spinner on the same cores). A spare
+ steals the stalled worker's queued runnables (including its LIFO slot) and drives timers and
+ I/O, so everything else keeps running while the offender spins. A spare retires after it finds
+ no stalled worker and no work for a while.
 */
 
 #if canImport(Glibc)
@@ -623,7 +626,10 @@ final class MultiThreadScheduler: @unchecked Sendable {
                 stalled += 1
                 // Re-check that the same job is still running before marking the worker.
                 guard worker.jobsRun.load(ordering: .acquiring) == job else { continue }
-                worker.stalled.store(true, ordering: .releasing)
+                if !worker.stalled.exchange(true, ordering: .acquiringAndReleasing) {
+                    // Its LIFO slot just became stealable: wake an idle worker to take it.
+                    notify()
+                }
                 if worker.reportedJob != job {
                     worker.reportedJob = job
                     worker.stallsSeen.add(1, ordering: .relaxed)
@@ -632,7 +638,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
                         taskID: taskID == 0 ? nil : taskID))
                 }
             }
-            if stalled > 0 && sparesActive.load(ordering: .acquiring) < stalled {
+            // Workers that are not stalled take a stalled worker's queue and LIFO slot by
+            // stealing, so a spare only makes up for stalled workers beyond the free ones: one
+            // stalled worker of two starts none (a spare would only timeslice with the spinner
+            // on the same cores), every worker stalled starts one per stalled worker.
+            let wanted = min(stalled, max(0, 2 * stalled - workerCount))
+            if wanted > 0 && sparesActive.load(ordering: .acquiring) < wanted {
                 startSpare()
             }
         }
