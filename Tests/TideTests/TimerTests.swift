@@ -85,6 +85,52 @@ struct TimerWheelTests {
         _ = entries
     }
 
+    /// Level 0 covers one 4096-tick window; deadlines past its end wait one level up and cascade
+    /// when the window turns. Stepping 1 ms at a time across that edge, each timer fires in the
+    /// first step at or after its deadline: not early, and not a step late.
+    @Test func timersAcrossTheLevelZeroEdgeFireInTheirOwnTick() {
+        let wheel = TimerWheel()
+        let millisecond: UInt64 = 1_000_000
+        let start = wheel.originNanoseconds + 4_000 * millisecond
+        wheel.advance(now: start)
+        let fired = Synchronization.Mutex<[Int: UInt64]>([:])
+        nonisolated(unsafe) var currentNow: UInt64 = start
+        var entries: [TimerEntry] = []
+        var recorders: [WakeRecorder] = []
+        var deadlines: [Int: UInt64] = [:]
+        for offset in stride(from: 1, through: 300, by: 3) {
+            let deadline = start + UInt64(offset) * millisecond + 400_000
+            let entry = wheel.makeEntry(deadlineNanoseconds: deadline)
+            let recorder = WakeRecorder(index: offset)
+            recorder.sink = { index in fired.withLock { $0[index] = currentNow } }
+            let waker = recorder.waker()
+            var context = Context(waker: waker)
+            #expect(!entry.poll(&context).isReady)
+            entries.append(entry)
+            recorders.append(recorder)
+            deadlines[offset] = deadline
+        }
+        var now = start
+        while now < start + 310 * millisecond {
+            now += millisecond
+            currentNow = now
+            wheel.advance(now: now)
+        }
+        let log = fired.withLock { $0 }
+        #expect(log.count == deadlines.count)
+        for (offset, deadline) in deadlines {
+            guard let at = log[offset] else { continue }
+            // The first 1 ms step at or after the deadline's tick (deadlines round up to a tick).
+            let tickStart = wheel.originNanoseconds
+                + (deadline - wheel.originNanoseconds + millisecond - 1) / millisecond * millisecond
+            #expect(at >= deadline)
+            #expect(at < tickStart + millisecond, "timer \(offset) fired a step late")
+        }
+        #expect(wheel.count == 0)
+        _ = entries
+        _ = recorders
+    }
+
     @Test func droppedTimerLeavesTheWheel() {
         let wheel = TimerWheel()
         let recorder = WakeRecorder(index: 0)

@@ -1,12 +1,19 @@
 /*
  TimerWheel: a hierarchical timing wheel with 1 ms ticks.
 
- Six levels of 64 slots. A slot at level L covers 64^L ticks, so level 0 holds the next 64 ms
- one tick per slot, level 1 the next ~4 s in 64 ms slots, and so on up to about 2.2 years (later deadlines wait in the last level and are re-inserted). An entry
- goes to the level of the highest bit in which its deadline differs from `elapsed` (the last tick
- processed), in the slot given by its deadline's 6 bits at that level. Inserting and cancelling
- are O(1): each slot is an intrusive doubly-linked list, and each level keeps a 64-bit occupancy
- mask, so finding the next expiration is a few bit scans.
+ Level 0 has 4096 slots of one tick (the next ~4 s, one slot per millisecond); levels 1 to 5
+ have 64 slots each, a slot at level L covering 4096 * 64^(L-1) ticks, up to about 139 years
+ (later deadlines wait in the last level and are re-inserted). An entry goes to the level of the
+ highest bit in which its deadline differs from `elapsed` (the last tick processed): bits 0-11
+ are level 0, then 6 bits per level; its slot is its deadline's bits at that level. Inserting and
+ cancelling are O(1): each slot is an intrusive doubly-linked list, and occupancy is a bitmap
+ (level 0: 64 words and a summary word), so finding the next expiration is a few bit scans.
+
+ Why level 0 is wide: when a slot of a higher level comes due, all its entries are re-inserted
+ at once, touching every entry (about 200 ns each, cache misses). With 64-slot levels, 200,000
+ sleeps spread over 500 ms cascaded 25,000 entries every 64 ms: a 5 ms pause of the loop each
+ time, and the p99 lateness of the whole workload. With 4096 slots, deadlines within ~4 s never
+ cascade, and a cascade happens once per ~4 s of deadlines.
 
  Processing (`advance(to:)`): find the earliest occupied slot (the lowest level that has one:
  every entry at a lower level expires before any entry at a higher level); if its start is not
@@ -67,9 +74,26 @@ final class TimerEntry: @unchecked Sendable {
 
 final class TimerWheel: @unchecked Sendable {
     static let levels = 6
-    static let slotsPerLevel = 64
-    /// Ticks covered by the wheel: 64^6 ms, about 2.2 years.
-    static let range: UInt64 = 1 << 36
+    /// Level 0: 2^12 slots of one tick each.
+    static let level0Bits = 12
+    /// Levels 1 and up: 2^6 slots each.
+    static let upperBits = 6
+    /// Ticks covered by the wheel: 2^(12 + 5 * 6) ms, about 139 years.
+    static let range: UInt64 = 1 << 42
+    /// Words of level 0's occupancy bitmap (the words for levels 1... follow, one each).
+    static let level0Words = (1 << level0Bits) / 64
+
+    /// The lowest deadline bit a level looks at.
+    @inline(__always)
+    static func shift(_ level: Int) -> Int { level == 0 ? 0 : level0Bits + upperBits * (level - 1) }
+    /// Slots at `level`.
+    @inline(__always)
+    static func slots(_ level: Int) -> Int { level == 0 ? 1 << level0Bits : 1 << upperBits }
+    /// Index of the level's first slot in `heads`.
+    @inline(__always)
+    static func base(_ level: Int) -> Int {
+        level == 0 ? 0 : (1 << level0Bits) + (1 << upperBits) * (level - 1)
+    }
 
     let lock = SyncLock()
     /// CLOCK_MONOTONIC nanoseconds at tick 0.
@@ -77,7 +101,10 @@ final class TimerWheel: @unchecked Sendable {
     // Guarded by lock.
     private var elapsed: UInt64 = 0
     private var heads: [Unmanaged<TimerEntry>?]
+    /// Occupancy bits: `level0Words` words for level 0, then one word per upper level.
     private var occupied: [UInt64]
+    /// Bit w set when level 0's occupancy word w is not zero.
+    private var level0Summary: UInt64 = 0
     private(set) var count = 0
     /// Called (outside the lock) when an insert made the earliest deadline earlier; the runtime
     /// uses it to wake a driver that sleeps with a longer timeout. Set once, before use.
@@ -86,8 +113,8 @@ final class TimerWheel: @unchecked Sendable {
 
     init() {
         originNanoseconds = monotonicNanoseconds()
-        heads = Array(repeating: nil, count: Self.levels * Self.slotsPerLevel)
-        occupied = Array(repeating: 0, count: Self.levels)
+        heads = Array(repeating: nil, count: Self.base(Self.levels))
+        occupied = Array(repeating: 0, count: Self.level0Words + Self.levels - 1)
     }
 
     /// The tick at which a deadline may fire: rounded up, so never early.
@@ -151,16 +178,54 @@ final class TimerWheel: @unchecked Sendable {
         // Deadlines past the wheel's range are parked in its last level and re-inserted when
         // that slot comes up.
         let target = min(max(tick, elapsed), elapsed + Self.range - 1)
-        let masked = (target ^ elapsed) | UInt64(Self.slotsPerLevel - 1)
-        let significant = 63 - masked.leadingZeroBitCount
-        let level = significant / 6
-        let slot = Int((target >> UInt64(6 * level)) & 63)
+        let differing = target ^ elapsed
+        if differing >> UInt64(Self.level0Bits) == 0 {
+            return (0, Int(target & UInt64(Self.slots(0) - 1)))
+        }
+        let significant = 63 - differing.leadingZeroBitCount
+        let level = 1 + (significant - Self.level0Bits) / Self.upperBits
+        let slot = Int((target >> UInt64(Self.shift(level))) & UInt64(Self.slots(level) - 1))
         return (level, slot)
+    }
+
+    private func markOccupied(_ level: Int, _ slot: Int) {
+        if level == 0 {
+            occupied[slot >> 6] |= 1 << UInt64(slot & 63)
+            level0Summary |= 1 << UInt64(slot >> 6)
+        } else {
+            occupied[Self.level0Words + level - 1] |= 1 << UInt64(slot)
+        }
+    }
+
+    private func clearOccupied(_ level: Int, _ slot: Int) {
+        if level == 0 {
+            occupied[slot >> 6] &= ~(1 << UInt64(slot & 63))
+            if occupied[slot >> 6] == 0 { level0Summary &= ~(1 << UInt64(slot >> 6)) }
+        } else {
+            occupied[Self.level0Words + level - 1] &= ~(1 << UInt64(slot))
+        }
+    }
+
+    /// The first occupied slot of `level` at or after `from`, wrapping around; nil if empty.
+    private func firstOccupied(_ level: Int, from: Int) -> Int? {
+        if level > 0 {
+            let word = occupied[Self.level0Words + level - 1]
+            if word == 0 { return nil }
+            let rotated = (word >> UInt64(from)) | (from == 0 ? 0 : word << UInt64(64 - from))
+            return (rotated.trailingZeroBitCount + from) & 63
+        }
+        if level0Summary == 0 { return nil }
+        let fromWord = from >> 6
+        let here = occupied[fromWord] & (~0 << UInt64(from & 63))
+        if here != 0 { return fromWord << 6 | here.trailingZeroBitCount }
+        let later = fromWord == 63 ? 0 : level0Summary & (~0 << UInt64(fromWord + 1))
+        let word = later != 0 ? later.trailingZeroBitCount : level0Summary.trailingZeroBitCount
+        return word << 6 | occupied[word].trailingZeroBitCount
     }
 
     private func insert(_ entry: TimerEntry) {
         let (level, slot) = levelAndSlot(for: entry.tick)
-        let index = level * Self.slotsPerLevel + slot
+        let index = Self.base(level) + slot
         entry.level = level
         entry.slot = slot
         entry.previous = nil
@@ -168,20 +233,20 @@ final class TimerWheel: @unchecked Sendable {
         let unmanaged = Unmanaged.passUnretained(entry)
         if let head = heads[index] { head.takeUnretainedValue().previous = unmanaged }
         heads[index] = unmanaged
-        occupied[level] |= 1 << UInt64(slot)
+        markOccupied(level, slot)
         entry.state = .linked
         count += 1
     }
 
     private func unlink(_ entry: TimerEntry) {
-        let index = entry.level * Self.slotsPerLevel + entry.slot
+        let index = Self.base(entry.level) + entry.slot
         if let previous = entry.previous {
             previous.takeUnretainedValue().next = entry.next
         } else {
             heads[index] = entry.next
         }
         if let next = entry.next { next.takeUnretainedValue().previous = entry.previous }
-        if heads[index] == nil { occupied[entry.level] &= ~(1 << UInt64(entry.slot)) }
+        if heads[index] == nil { clearOccupied(entry.level, entry.slot) }
         entry.next = nil
         entry.previous = nil
         entry.state = .idle
@@ -190,13 +255,12 @@ final class TimerWheel: @unchecked Sendable {
 
     /// The earliest occupied slot: its level, slot and the tick at which it starts.
     private func nextExpiration() -> (level: Int, slot: Int, tick: UInt64)? {
-        for level in 0..<Self.levels where occupied[level] != 0 {
-            let slotRange = UInt64(1) << UInt64(6 * level)
-            let levelRange = slotRange << 6
-            let nowSlot = Int((elapsed >> UInt64(6 * level)) & 63)
-            let rotated = (occupied[level] >> UInt64(nowSlot))
-                | (nowSlot == 0 ? 0 : occupied[level] << UInt64(64 - nowSlot))
-            let slot = (rotated.trailingZeroBitCount + nowSlot) & 63
+        for level in 0..<Self.levels {
+            let shift = UInt64(Self.shift(level))
+            let slotRange = UInt64(1) << shift
+            let levelRange = slotRange &* UInt64(Self.slots(level))
+            let nowSlot = Int((elapsed >> shift) & UInt64(Self.slots(level) - 1))
+            guard let slot = firstOccupied(level, from: nowSlot) else { continue }
             let levelStart = elapsed & ~(levelRange &- 1)
             var tick = levelStart &+ UInt64(slot) &* slotRange
             // A slot behind the current position belongs to the level's next rotation.
@@ -240,10 +304,10 @@ final class TimerWheel: @unchecked Sendable {
         lock.withLock {
             while let expiration = nextExpiration(), expiration.tick <= nowTick {
                 elapsed = expiration.tick
-                let index = expiration.level * Self.slotsPerLevel + expiration.slot
+                let index = Self.base(expiration.level) + expiration.slot
                 var node = heads[index]
                 heads[index] = nil
-                occupied[expiration.level] &= ~(1 << UInt64(expiration.slot))
+                clearOccupied(expiration.level, expiration.slot)
                 while let current = node {
                     let entry = current.takeUnretainedValue()
                     node = entry.next
