@@ -32,7 +32,7 @@ public final class AtomicWaker: Sendable {
 
     @usableFromInline let state = Atomic<Int>(0)
     // Guarded by the protocol above: only the owner of the state bits touches it.
-    nonisolated(unsafe) var slot: Waker?
+    @exclusivity(unchecked) nonisolated(unsafe) var slot: Waker?
 
     /// Creates an empty slot.
     public init() {}

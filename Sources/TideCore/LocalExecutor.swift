@@ -27,7 +27,7 @@ class LocalTask: @unchecked Sendable {
     /// Intrusive link for the ready stack (not a retain: each pushed task carries the retain its
     /// push took). Only the pusher (before publishing) and the executor (after taking the stack)
     /// touch it.
-    nonisolated(unsafe) var next: UnsafeRawPointer?
+    @exclusivity(unchecked) nonisolated(unsafe) var next: UnsafeRawPointer?
     let id: Int
 
     init(id: Int, queue: ReadyStack) {
@@ -69,7 +69,7 @@ class LocalTask: @unchecked Sendable {
 }
 
 final class LocalFutureTask<F: Future>: LocalTask, @unchecked Sendable where F.Output == Void {
-    var future: F?
+    @exclusivity(unchecked) var future: F?
 
     init(id: Int, queue: ReadyStack, future: F) {
         self.future = future
@@ -145,8 +145,8 @@ final class ReadyStack: @unchecked Sendable {
 /// thread or interrupt handler; everything else happens on the thread that owns the executor.
 /// It is the executor a kernel uses (see `Kernel/`); Tide's runtimes build on the same types.
 public final class LocalExecutor {
-    private var tasks: [LocalTask?] = []
-    private var freeSlots: [Int] = []
+    @exclusivity(unchecked) private var tasks: [LocalTask?] = []
+    @exclusivity(unchecked) private var freeSlots: [Int] = []
     private let ready: ReadyStack
     /// The number of tasks that have not finished yet.
     public private(set) var liveTasks = 0

@@ -28,9 +28,9 @@ public final class Reactor: @unchecked Sendable {
     private let lock = SyncLock()
     // Guarded by `lock`: registrations retained while registered, and those deregistered since
     // the last turn (released at the start of the next one).
-    private var live: [ObjectIdentifier: IORegistration] = [:]
-    private var pending: [IORegistration] = []
-    private var events: UnsafeMutablePointer<epoll_event>
+    @exclusivity(unchecked) private var live: [ObjectIdentifier: IORegistration] = [:]
+    @exclusivity(unchecked) private var pending: [IORegistration] = []
+    @exclusivity(unchecked) private var events: UnsafeMutablePointer<epoll_event>
     private let capacity: Int32 = 256
     /// Number of epoll events delivered to registrations so far.
     public private(set) var eventsDelivered = 0

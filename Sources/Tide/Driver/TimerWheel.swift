@@ -49,13 +49,13 @@ final class TimerEntry: @unchecked Sendable {
     /// Deadline in nanoseconds of CLOCK_MONOTONIC.
     let deadlineNanoseconds: UInt64
     // Everything below is guarded by wheel.lock.
-    var tick: UInt64 = 0
-    var state = State.idle
-    var level = 0
-    var slot = 0
-    var next: Unmanaged<TimerEntry>?
-    var previous: Unmanaged<TimerEntry>?
-    var waker: Waker?
+    @exclusivity(unchecked) var tick: UInt64 = 0
+    @exclusivity(unchecked) var state = State.idle
+    @exclusivity(unchecked) var level = 0
+    @exclusivity(unchecked) var slot = 0
+    @exclusivity(unchecked) var next: Unmanaged<TimerEntry>?
+    @exclusivity(unchecked) var previous: Unmanaged<TimerEntry>?
+    @exclusivity(unchecked) var waker: Waker?
 
     init(wheel: TimerWheel, deadlineNanoseconds: UInt64) {
         self.wheel = wheel
@@ -99,17 +99,17 @@ final class TimerWheel: @unchecked Sendable {
     /// CLOCK_MONOTONIC nanoseconds at tick 0.
     let originNanoseconds: UInt64
     // Guarded by lock.
-    private var elapsed: UInt64 = 0
-    private var heads: [Unmanaged<TimerEntry>?]
+    @exclusivity(unchecked) private var elapsed: UInt64 = 0
+    @exclusivity(unchecked) private var heads: [Unmanaged<TimerEntry>?]
     /// Occupancy bits: `level0Words` words for level 0, then one word per upper level.
-    private var occupied: [UInt64]
+    @exclusivity(unchecked) private var occupied: [UInt64]
     /// Bit w set when level 0's occupancy word w is not zero.
-    private var level0Summary: UInt64 = 0
-    private(set) var count = 0
+    @exclusivity(unchecked) private var level0Summary: UInt64 = 0
+    @exclusivity(unchecked) private(set) var count = 0
     /// Called (outside the lock) when an insert made the earliest deadline earlier; the runtime
     /// uses it to wake a driver that sleeps with a longer timeout. Set once, before use.
     var onEarlierDeadline: @Sendable () -> Void = {}
-    private var armedUntil: UInt64 = .max
+    @exclusivity(unchecked) private var armedUntil: UInt64 = .max
 
     init() {
         originNanoseconds = monotonicNanoseconds()

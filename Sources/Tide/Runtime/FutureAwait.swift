@@ -31,7 +31,7 @@ final class ContinuationWaker: @unchecked Sendable {
 
     @usableFromInline let state = Atomic<Int>(0)
     // Written by the task before it publishes `waiting`; taken by whoever leaves `waiting`.
-    var continuation: UnsafeContinuation<Void, Never>?
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<Void, Never>?
 
     @usableFromInline
     init() {}

@@ -30,8 +30,8 @@ class PollTaskBase: @unchecked Sendable {
     @usableFromInline let joinWaker = AtomicWaker()
     let scheduler: Runtime
     // Links in the runtime's list of live tasks (guarded by the runtime's registry lock).
-    var previousLive: Unmanaged<PollTaskBase>?
-    var nextLive: Unmanaged<PollTaskBase>?
+    @exclusivity(unchecked) var previousLive: Unmanaged<PollTaskBase>?
+    @exclusivity(unchecked) var nextLive: Unmanaged<PollTaskBase>?
 
     @usableFromInline
     init(scheduler: Runtime) {
@@ -162,7 +162,7 @@ class PollTaskOutput<Output>: PollTaskBase, @unchecked Sendable {
     // Written once before the state becomes `complete`; read only after observing `complete`.
     // `final`: read directly by the (specialised) handle instead of through a class getter, which
     // is shared generic code that looks up `Output?`'s metadata on every call.
-    @usableFromInline final var output: Output?
+    @exclusivity(unchecked) @usableFromInline final var output: Output?
 
     @usableFromInline
     override init(scheduler: Runtime) {
@@ -173,7 +173,7 @@ class PollTaskOutput<Output>: PollTaskBase, @unchecked Sendable {
 @usableFromInline
 final class PollTask<F: Future>: PollTaskOutput<F.Output>, @unchecked Sendable {
     // Touched only by the thread running the task (state `running`).
-    @usableFromInline var future: F?
+    @exclusivity(unchecked) @usableFromInline var future: F?
     /// The poll step, created where `spawn` is specialised for `F`: the class's own methods are
     /// shared generic code that looks up type metadata on every call, this closure is not.
     @usableFromInline let step: (PollTask<F>, inout Context) -> Bool

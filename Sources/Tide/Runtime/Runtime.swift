@@ -63,14 +63,14 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let owner = Atomic<UInt>(0)
     private let sleeping = Atomic<Bool>(false)
     private let isShutDown = Atomic<Bool>(false)
-    private var local = RingBuffer<Runnable>()
+    @exclusivity(unchecked) private var local = RingBuffer<Runnable>()
     /// Current-thread flavour: tasks woken while the loop drives timers and epoll; they run
     /// before `local`, so a backlog of new work does not make timers late.
-    private var woken = RingBuffer<Runnable>()
-    private var driving = false
+    @exclusivity(unchecked) private var woken = RingBuffer<Runnable>()
+    @exclusivity(unchecked) private var driving = false
     private let injectLock = SyncLock()
     // Guarded by `injectLock`.
-    private var inject = RingBuffer<Runnable>()
+    @exclusivity(unchecked) private var inject = RingBuffer<Runnable>()
     private let injectCount = Atomic<Int>(0)
     private let liveTasks = Atomic<Int>(0)
     /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
@@ -78,7 +78,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let registryLock = SyncLock()
     /// Head of an intrusive list through `PollTaskBase.previousLive/nextLive`; each member holds
     /// one retain for the list.
-    private var liveHead: Unmanaged<PollTaskBase>?
+    @exclusivity(unchecked) private var liveHead: Unmanaged<PollTaskBase>?
     private let counters = Counters()
 
     private init(
@@ -113,7 +113,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     }
 
     /// Set for the multi-thread flavour: its threads use the runtime until `shutdown()`.
-    private var keepAlive: Runtime?
+    @exclusivity(unchecked) private var keepAlive: Runtime?
 
     /// A runtime that runs everything on the thread that calls ``run(_:)``.
     ///
@@ -550,14 +550,14 @@ private final class Counters: Sendable {
 
 /// Where `run` receives its body's result. Written and read on the runtime's thread only.
 private final class Outcome<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
+    @exclusivity(unchecked) var result: Result<T, any Error>?
 }
 
 /// Where a multi-thread `run` receives its body's result: written by a worker, read by the
 /// thread waiting in `run`.
 private final class SharedOutcome<T>: @unchecked Sendable {
     private let lock = SyncLock()
-    private var result: Result<T, any Error>?
+    @exclusivity(unchecked) private var result: Result<T, any Error>?
     private let parker = ThreadParker()
 
     func finish(_ value: Result<T, any Error>) {

@@ -77,9 +77,9 @@ final class Worker: @unchecked Sendable {
     /// worker when that job ends.
     let stalled = Atomic<Bool>(false)
     // Monitor-thread-only state: the job last seen running and since when.
-    var observedJob = -1
-    var observedSince: UInt64 = 0
-    var reportedJob = -1
+    @exclusivity(unchecked) var observedJob = -1
+    @exclusivity(unchecked) var observedSince: UInt64 = 0
+    @exclusivity(unchecked) var reportedJob = -1
     let inDriver = Atomic<Bool>(false)
     let active = Atomic<Bool>(false)
     // Counters for metrics.
@@ -88,15 +88,15 @@ final class Worker: @unchecked Sendable {
     let parks = Atomic<Int>(0)
     let stallsSeen = Atomic<Int>(0)
     // Owner-only state.
-    var tick: UInt32 = 0
-    var lifoRuns = 0
-    var random: UInt64
-    var thread = pthread_t()
+    @exclusivity(unchecked) var tick: UInt32 = 0
+    @exclusivity(unchecked) var lifoRuns = 0
+    @exclusivity(unchecked) var random: UInt64
+    @exclusivity(unchecked) var thread = pthread_t()
     /// Set by Tide.yield(): the next job enqueued from this worker goes to the back.
-    var deferNext = false
+    @exclusivity(unchecked) var deferNext = false
 
     /// The scheduler this worker belongs to, for a cheap "is this thread one of ours" check.
-    unowned(unsafe) var owner: MultiThreadScheduler? = nil
+    @exclusivity(unchecked) unowned(unsafe) var owner: MultiThreadScheduler? = nil
 
     init(index: Int, isSpare: Bool) {
         self.index = index
@@ -114,7 +114,7 @@ final class Worker: @unchecked Sendable {
 
 final class MultiThreadScheduler: @unchecked Sendable {
     /// Set once by the runtime right after creating the scheduler, before any thread starts.
-    unowned(unsafe) var runtime: Runtime!
+    @exclusivity(unchecked) unowned(unsafe) var runtime: Runtime!
     let workerCount: Int
     let stallThreshold: UInt64
     /// Called on the monitor thread when a worker has been inside one job for too long.
@@ -122,22 +122,22 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// Workers, then spare slots (a spare is `active` only while it runs).
     let workers: [Worker]
     let injectLock = SyncLock()
-    private var inject = RingBuffer<UInt>()
+    @exclusivity(unchecked) private var inject = RingBuffer<UInt>()
     let injectCount = Atomic<Int>(0)
     /// Tasks woken by the driver (timers fired, I/O ready) outside any job: they run before the
     /// local queues, so a backlog of new work does not make every timer late.
     let wokenLock = SyncLock()
-    private var woken = RingBuffer<UInt>()
+    @exclusivity(unchecked) private var woken = RingBuffer<UInt>()
     let wokenCount = Atomic<Int>(0)
     let idleLock = SyncLock()
-    private var idle: [Int] = []
+    @exclusivity(unchecked) private var idle: [Int] = []
     /// `idle.count`, readable without the lock (see `notify`).
     let idleCount = Atomic<Int>(0)
     let searching = Atomic<Int>(0)
     let driverBusy = Atomic<Bool>(false)
     let stopping = Atomic<Bool>(false)
     let threadsStarted = Atomic<Bool>(false)
-    private var monitor = pthread_t()
+    @exclusivity(unchecked) private var monitor = pthread_t()
     /// The monitor sleeps on this between looks, so `stop()` does not wait out its interval.
     private let monitorParker = ThreadParker()
     let sparesActive = Atomic<Int>(0)

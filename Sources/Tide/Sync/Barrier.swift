@@ -31,9 +31,9 @@ public struct BarrierWaitResult: Sendable, Equatable {
 public final class Barrier: WaitSource, @unchecked Sendable {
     let lock = SyncLock()
     let count: Int
-    var arrived = 0
-    var generation = 0
-    var waiters = WaitQueue()
+    @exclusivity(unchecked) var arrived = 0
+    @exclusivity(unchecked) var generation = 0
+    @exclusivity(unchecked) var waiters = WaitQueue()
 
     /// A barrier for `count` participants.
     /// - Throws: ``BarrierError/invalidCount(_:)`` if `count` is less than 1.

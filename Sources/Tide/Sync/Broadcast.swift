@@ -56,12 +56,12 @@ public enum BroadcastSendError<Value: Sendable>: Error {
 @usableFromInline
 final class BroadcastStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     let lock = SyncLock()
-    var slots: [Value?]
+    @exclusivity(unchecked) var slots: [Value?]
     let capacity: Int
-    var tail = 0
-    var closed = false
-    var receivers = 0
-    var waiters = WaitQueue()
+    @exclusivity(unchecked) var tail = 0
+    @exclusivity(unchecked) var closed = false
+    @exclusivity(unchecked) var receivers = 0
+    @exclusivity(unchecked) var waiters = WaitQueue()
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -164,7 +164,7 @@ public struct BroadcastSender<Value: Sendable>: Sendable {
 public final class BroadcastReceiver<Value: Sendable>: @unchecked Sendable {
     let storage: BroadcastStorage<Value>
     /// The next sequence number to read; guarded by `storage.lock`.
-    var cursor: Int
+    @exclusivity(unchecked) var cursor: Int
 
     init(_ storage: BroadcastStorage<Value>, cursor: Int) {
         self.storage = storage

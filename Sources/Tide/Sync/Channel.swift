@@ -123,12 +123,12 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     @usableFromInline let lock = SyncLock()
-    @usableFromInline var buffer = RingBuffer<Element>()
+    @exclusivity(unchecked) @usableFromInline var buffer = RingBuffer<Element>()
     @usableFromInline let bound: Int
-    @usableFromInline var closed = false
-    @usableFromInline var receiversGone = false
-    @usableFromInline var receivers = WaitQueue()
-    @usableFromInline var senders = WaitQueue()
+    @exclusivity(unchecked) @usableFromInline var closed = false
+    @exclusivity(unchecked) @usableFromInline var receiversGone = false
+    @exclusivity(unchecked) @usableFromInline var receivers = WaitQueue()
+    @exclusivity(unchecked) @usableFromInline var senders = WaitQueue()
 
     @inlinable
     init(bound: Int) {

@@ -34,9 +34,9 @@ public enum MutexError: Error, Equatable, Sendable {
 /// ```
 public final class Mutex<Value>: WaitSource, @unchecked Sendable {
     @usableFromInline let lock = SyncLock()
-    @usableFromInline var locked = false
-    @usableFromInline var waiters = WaitQueue()
-    @usableFromInline var value: Value
+    @exclusivity(unchecked) @usableFromInline var locked = false
+    @exclusivity(unchecked) @usableFromInline var waiters = WaitQueue()
+    @exclusivity(unchecked) @usableFromInline var value: Value
 
     /// A mutex protecting `value`.
     public init(_ value: Value) {

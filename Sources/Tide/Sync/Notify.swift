@@ -18,8 +18,8 @@
 /// ``notifyAll()`` wakes every current waiter and stores nothing.
 public final class Notify: WaitSource, @unchecked Sendable {
     let lock = SyncLock()
-    var permit = false
-    var waiters = WaitQueue()
+    @exclusivity(unchecked) var permit = false
+    @exclusivity(unchecked) var waiters = WaitQueue()
 
     /// A notifier with no stored permit.
     public init() {}

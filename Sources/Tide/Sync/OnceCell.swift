@@ -30,9 +30,9 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     let lock = SyncLock()
-    var value: Value?
-    var initializing = false
-    var waiters = WaitQueue()
+    @exclusivity(unchecked) var value: Value?
+    @exclusivity(unchecked) var initializing = false
+    @exclusivity(unchecked) var waiters = WaitQueue()
 
     /// An empty cell.
     public init() {}

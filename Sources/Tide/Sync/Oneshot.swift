@@ -48,10 +48,10 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline static var received: Int { 3 }
 
     @usableFromInline let lock = SyncLock()
-    @usableFromInline var value: Value?
-    @usableFromInline var phase = 0
-    @usableFromInline var receiverGone = false
-    @usableFromInline var waiters = WaitQueue()
+    @exclusivity(unchecked) @usableFromInline var value: Value?
+    @exclusivity(unchecked) @usableFromInline var phase = 0
+    @exclusivity(unchecked) @usableFromInline var receiverGone = false
+    @exclusivity(unchecked) @usableFromInline var waiters = WaitQueue()
 
     @usableFromInline
     init() {}

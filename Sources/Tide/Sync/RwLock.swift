@@ -29,10 +29,10 @@ public final class RwLock<Value>: WaitSource, @unchecked Sendable {
     static var write: Int { 1 }
 
     let lock = SyncLock()
-    var readers = 0
-    var writer = false
-    var waiters = WaitQueue()
-    var value: Value
+    @exclusivity(unchecked) var readers = 0
+    @exclusivity(unchecked) var writer = false
+    @exclusivity(unchecked) var waiters = WaitQueue()
+    @exclusivity(unchecked) var value: Value
 
     /// A lock protecting `value`.
     public init(_ value: Value) { self.value = value }

@@ -38,9 +38,9 @@ public enum SelectError: Error, Equatable, Sendable {
 /// ```
 /// Handlers run after their branch won, on the caller's isolation; they may be async and may throw.
 public final class SelectBuilder<Result> {
-    @usableFromInline var branches: [SelectBranch<Result>] = []
-    @usableFromInline var defaultHandler: (() async throws -> Result)?
-    @usableFromInline var cancelHandler: (() async throws -> Result)?
+    @exclusivity(unchecked) @usableFromInline var branches: [SelectBranch<Result>] = []
+    @exclusivity(unchecked) @usableFromInline var defaultHandler: (() async throws -> Result)?
+    @exclusivity(unchecked) @usableFromInline var cancelHandler: (() async throws -> Result)?
 
     @usableFromInline
     init() {}
@@ -113,8 +113,8 @@ class SelectBranch<Result> {
 
 @usableFromInline
 final class FutureBranch<F: Future, Result>: SelectBranch<Result> {
-    @usableFromInline var future: F?
-    @usableFromInline var output: F.Output?
+    @exclusivity(unchecked) @usableFromInline var future: F?
+    @exclusivity(unchecked) @usableFromInline var output: F.Output?
     @usableFromInline let handler: (F.Output) async throws -> Result
 
     @inlinable

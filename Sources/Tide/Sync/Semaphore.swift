@@ -32,9 +32,9 @@ public enum SemaphoreError: Error, Equatable, Sendable {
 /// permits than are held is reported as an error rather than silently raising the limit.
 public final class Semaphore: WaitSource, @unchecked Sendable {
     @usableFromInline let lock = SyncLock()
-    @usableFromInline var permits: Int
+    @exclusivity(unchecked) @usableFromInline var permits: Int
     @usableFromInline let maximum: Int
-    @usableFromInline var waiters = WaitQueue()
+    @exclusivity(unchecked) @usableFromInline var waiters = WaitQueue()
 
     /// A semaphore with `permits` free permits; the maximum is `maximum` (default: `permits`).
     ///

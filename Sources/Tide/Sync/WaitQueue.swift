@@ -50,13 +50,13 @@ final class WaitNode: @unchecked Sendable {
     /// Handed ownership (a lock, permits): release it if unused.
     @usableFromInline static let granted = 3
 
-    @usableFromInline var waker: Waker?
-    @usableFromInline var next: WaitNode?
-    @usableFromInline unowned(unsafe) var prev: WaitNode?
-    @usableFromInline var isQueued = false
-    @usableFromInline var signal = WaitNode.idle
-    @usableFromInline var tag: Int
-    @usableFromInline var amount: Int
+    @exclusivity(unchecked) @usableFromInline var waker: Waker?
+    @exclusivity(unchecked) @usableFromInline var next: WaitNode?
+    @exclusivity(unchecked) @usableFromInline unowned(unsafe) var prev: WaitNode?
+    @exclusivity(unchecked) @usableFromInline var isQueued = false
+    @exclusivity(unchecked) @usableFromInline var signal = WaitNode.idle
+    @exclusivity(unchecked) @usableFromInline var tag: Int
+    @exclusivity(unchecked) @usableFromInline var amount: Int
 
     @inlinable
     init(tag: Int, amount: Int) {

@@ -33,10 +33,10 @@ public enum WatchError: Error, Equatable, Sendable {
 @usableFromInline
 final class WatchStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     let lock = SyncLock()
-    var value: Value
-    var version = 0
-    var closed = false
-    var waiters = WaitQueue()
+    @exclusivity(unchecked) var value: Value
+    @exclusivity(unchecked) var version = 0
+    @exclusivity(unchecked) var closed = false
+    @exclusivity(unchecked) var waiters = WaitQueue()
 
     init(_ value: Value) { self.value = value }
 
@@ -113,7 +113,7 @@ public final class WatchSender<Value: Sendable>: Sendable {
 public final class WatchReceiver<Value: Sendable>: @unchecked Sendable {
     let storage: WatchStorage<Value>
     /// The version last marked as seen; guarded by `storage.lock`.
-    var seen: Int
+    @exclusivity(unchecked) var seen: Int
 
     init(_ storage: WatchStorage<Value>, seen: Int) {
         self.storage = storage
