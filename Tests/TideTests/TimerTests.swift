@@ -304,6 +304,29 @@ struct TimeTests {
         #expect(elapsed >= .milliseconds(15))
     }
 
+    /// Task.sleep in a task that prefers a Tide runtime arms Tide's timing wheel (the runtime is a
+    /// SchedulingExecutor), on both flavours, and wakes on the runtime's threads.
+    @Test func taskSleepUsesTheRuntimesTimers() throws {
+        for runtime in [try Runtime.currentThread(), try Runtime.multiThread(workers: 2)] {
+            defer { runtime.shutdown() }
+            let (armed, slept, onRuntime) = try runtime.run {
+                () async throws -> (Int, UInt64, Bool) in
+                let start = monotonicNow()
+                let sleeper = Tide.spawn { () async throws -> Bool in
+                    try await Task.sleep(for: .milliseconds(30))
+                    return Runtime.current === runtime
+                }
+                try await Tide.sleep(for: .milliseconds(10))
+                let armed = runtime.metrics.timersArmed
+                let onRuntime = try await sleeper.value
+                return (armed, monotonicNow() - start, onRuntime)
+            }
+            #expect(armed == 1)
+            #expect(slept >= 30_000_000)
+            #expect(onRuntime)
+        }
+    }
+
     @Test func idleRuntimeSleepsInsteadOfSpinning() throws {
         let runtime = try Runtime.currentThread()
         let (cpu, wall) = try runtime.run { () async throws -> (UInt64, UInt64) in

@@ -6,6 +6,8 @@
 // The Swift tasks are unstructured (handles awaited in order), not task-group children: a task
 // group removes a finished child in O(children), which at 200,000 children made the group itself,
 // not the timers, the cost (76% of the profile).
+// tide-global: the swift-default code (plain Task {} and Task.sleep) after
+// Tide.installAsGlobalExecutor, in a child process of its own.
 // asyncalgo has no timers of its own: skipped.
 
 import NIOCore
@@ -56,6 +58,28 @@ func timersWorkload() -> Workload {
     entries.append(Entry("swift-default") { scale in
         let durations = timerDurations(count: scaled(baseCount, scale))
         let lateness = SlotArray(count: durations.count)
+        let start = monotonicNanos()
+        try blockingOnGlobalExecutor {
+            var tasks: [Task<Void, any Error>] = []
+            tasks.reserveCapacity(durations.count)
+            for (index, duration) in durations.enumerated() {
+                tasks.append(Task {
+                    let deadline = monotonicNanos() + duration
+                    try await Task.sleep(for: .nanoseconds(duration))
+                    lateness[index] = monotonicNanos() - deadline
+                })
+            }
+            for task in tasks { try await task.value }
+        }
+        return timerMetrics(lateness, start: start)
+    })
+    // Plain Task.sleep on plain Task {}, as swift-default runs it, but with Tide installed as
+    // Swift's global executor: its own process, since installing is for the life of a process.
+    entries.append(Entry("tide-global", ownProcess: true) { scale in
+        let durations = timerDurations(count: scaled(baseCount, scale))
+        let lateness = SlotArray(count: durations.count)
+        let runtime = try Runtime.multiThread(workers: 2)
+        try Tide.installAsGlobalExecutor(runtime)
         let start = monotonicNanos()
         try blockingOnGlobalExecutor {
             var tasks: [Task<Void, any Error>] = []

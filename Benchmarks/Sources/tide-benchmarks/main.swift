@@ -10,8 +10,9 @@
  To profile one runtime, set TIDE_BENCH_RUNTIMES (comma-separated names) to run only those.
 
  Runtimes: tide-ct (current-thread runtime, Swift tasks), tide-mt (multi-thread runtime, 2
- workers; a temporary shim maps it to current-thread until the library provides it), tide-poll
- (poll-based light tasks on the current-thread runtime), swift-default (Swift's global executor),
+ workers, Swift tasks), tide-poll (poll-based light tasks on the current-thread runtime),
+ tide-global (timers only: swift-default's code after Tide.installAsGlobalExecutor on a 2-worker
+ runtime), swift-default (Swift's global executor),
  nio (SwiftNIO MultiThreadedEventLoopGroup with 2 loops), asyncalgo (swift-async-algorithms'
  AsyncChannel) and asyncalgo-mpsc (its MultiProducerSingleConsumerAsyncChannel).
 
@@ -32,7 +33,8 @@
  After the RESULT lines, RATIO lines compare each runtime with swift-default on one metric per
  workload, oriented so that a ratio above 1 always means better than swift-default.
 
- Everything runs in this one process (except idle's children, which are this same binary) on the
+ Everything runs in this one process (except idle's and tide-global's children, which are this
+ same binary) on the
  same machine with the same allocator settings. Combinations that make no sense are skipped and
  print nothing (see each workload's file).
 */

@@ -18,6 +18,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+@_spi(ExperimentalScheduling) import _Concurrency
 import Synchronization
 import TideCore
 
@@ -188,5 +189,46 @@ extension Tide {
         if let pointer = UnsafeRawPointer(bitPattern: bits) {
             Unmanaged<Runtime>.fromOpaque(pointer).release()
         }
+    }
+}
+
+// MARK: Delayed jobs from Task.sleep
+
+/*
+ Since Swift 6.2, `Task.sleep` hands its wake-up job to the current task's executor when that
+ executor is a `SchedulingExecutor` (SE-0505, SPI in the 6.3 toolchain), and only otherwise to the
+ global executor's deadline hook. A task that prefers a Tide runtime therefore sleeps on Tide's
+ timing wheel only if the runtime conforms; without this, such sleeps went to Dispatch's timers.
+*/
+@_spi(ExperimentalScheduling)
+extension Runtime: SchedulingExecutor {
+    /// Runs `job` on this runtime once `delay` has passed on `clock` (Task.sleep's path).
+    public func enqueue<C: Clock>(
+        _ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C
+    ) {
+        let unowned = UnownedJob(job)
+        let nanoseconds = Self.nanoseconds(of: delay, clock: clock)
+        DelayedJob.schedule(
+            unowned, on: self, deadlineNanoseconds: monotonicNanoseconds() &+ nanoseconds)
+    }
+
+    /// Runs `job` on this runtime once `clock` reaches `instant` (Task.sleep's path).
+    public func enqueue<C: Clock>(
+        _ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C
+    ) {
+        let unowned = UnownedJob(job)
+        let delay = clock.now.duration(to: instant)
+        let nanoseconds = Self.nanoseconds(of: delay, clock: clock)
+        DelayedJob.schedule(
+            unowned, on: self, deadlineNanoseconds: monotonicNanoseconds() &+ nanoseconds)
+    }
+
+    /// A clock's duration in nanoseconds (0 if negative); Swift's clocks use `Duration`.
+    private static func nanoseconds<C: Clock>(of delay: C.Duration, clock: C) -> UInt64 {
+        guard let duration = delay as? Duration else { return 0 }
+        // components may split a negative duration as a zero or negative second count and
+        // negative attoseconds: a deadline in the past, due at once.
+        let nanoseconds = duration.nanosecondsClamped
+        return nanoseconds > 0 ? UInt64(nanoseconds) : 0
     }
 }

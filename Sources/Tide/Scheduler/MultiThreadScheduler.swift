@@ -216,7 +216,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
         // stop but not joined: a thread cannot join itself.
         if currentWorker != nil { return true }
         for index in 0..<workerCount {
-            guard join(workers[index].thread, deadline: deadline) else { return false }
+            guard join(workers[index].thread, deadline: deadline) else {
+                // Give up on the rest: each thread frees itself when its job ends and it exits.
+                for later in index..<workerCount { pthread_detach(workers[later].thread) }
+                pthread_detach(monitor)
+                return false
+            }
         }
         pthread_join(monitor, nil)
         // Spares are detached; wait (bounded) for them to leave.
