@@ -158,7 +158,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         ]
         if let taskID = report.taskID { metadata["task_id"] = "\(taskID)" }
         logger.warning(
-            "stall detected: a task has held a worker without yielding; a spare thread runs the rest",
+            "stall detected: a task has held a worker without yielding; its queued tasks move to other threads",
             metadata: metadata)
     }
 
