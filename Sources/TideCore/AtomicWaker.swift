@@ -25,7 +25,10 @@ import Synchronization
 /// Use it in a leaf future whose event comes from elsewhere: register the polling task's waker,
 /// then re-check the condition. `wake()` from the event source then wakes the registered task
 /// exactly once; a wake that races with `register` is never lost.
-public final class AtomicWaker: Sendable {
+///
+/// The class is open so that an object can be its own waker slot without a second allocation
+/// (Tide's poll tasks are their joiners' `AtomicWaker`); its operations are final.
+open class AtomicWaker: @unchecked Sendable {
     @usableFromInline static let waiting = 0
     @usableFromInline static let registering = 1
     @usableFromInline static let waking = 2
@@ -37,9 +40,10 @@ public final class AtomicWaker: Sendable {
     /// Creates an empty slot.
     public init() {}
 
+
     /// Stores the waker of the task polling with `context`, replacing any previous one. If a wake
     /// arrives while registering, the task is woken at once.
-    public func register(_ context: Context) {
+    public final func register(_ context: Context) {
         let (exchanged, current) = state.compareExchange(
             expected: Self.waiting, desired: Self.registering, ordering: .acquiring)
         if exchanged {
@@ -73,13 +77,13 @@ public final class AtomicWaker: Sendable {
     }
 
     /// Wakes the registered task, if any, and empties the slot.
-    public func wake() {
+    public final func wake() {
         take()?.wake()
     }
 
     /// Removes and returns the registered waker, if any, without waking it. Racing with
     /// `register`, it returns `nil` and the registering side wakes its own waker instead.
-    public func take() -> Waker? {
+    public final func take() -> Waker? {
         let previous = state.bitwiseOr(Self.waking, ordering: .acquiringAndReleasing).oldValue
         if previous == Self.waiting {
             let waker = slot.take()
@@ -90,7 +94,7 @@ public final class AtomicWaker: Sendable {
     }
 
     /// Drops the registered waker without waking it (a future that stops waiting calls this).
-    public func clear() {
+    public final func clear() {
         _ = take()
     }
 }

@@ -17,7 +17,7 @@ import Synchronization
 import TideCore
 
 @usableFromInline
-class PollTaskBase: @unchecked Sendable {
+class PollTaskBase: AtomicWaker, @unchecked Sendable {
     static let idle = 0
     static let scheduled = 1
     static let running = 2
@@ -27,7 +27,10 @@ class PollTaskBase: @unchecked Sendable {
     static let cancelRequested = 8
 
     @usableFromInline let state = Atomic<Int>(0)
-    @usableFromInline let joinWaker = AtomicWaker()
+    /// The joiners' waker slot is the task itself (it inherits `AtomicWaker`): one allocation
+    /// per task instead of two.
+    @inlinable
+    final var joinWaker: AtomicWaker { self }
     let scheduler: Runtime
     // Links in the runtime's list of live tasks (guarded by the runtime's registry lock).
     @exclusivity(unchecked) var previousLive: Unmanaged<PollTaskBase>?
@@ -48,7 +51,8 @@ class PollTaskBase: @unchecked Sendable {
     @inlinable
     var isComplete: Bool { state.load(ordering: .acquiring) & Self.stateMask == Self.complete }
 
-    final func wake() {
+    /// Makes the task runnable (its waker's wake); `wake()` is the joiners' slot, inherited.
+    final func wakeTask() {
         var current = state.load(ordering: .acquiring)
         while true {
             let next: Int
@@ -70,7 +74,7 @@ class PollTaskBase: @unchecked Sendable {
     @usableFromInline
     final func cancel() {
         state.bitwiseOr(Self.cancelRequested, ordering: .acquiringAndReleasing)
-        wake()
+        wakeTask()
     }
 
     /// Completes the task as cancelled while no thread can be running it (runtime shut down).
@@ -144,11 +148,11 @@ class PollTaskBase: @unchecked Sendable {
         },
         wake: { data in
             let task = Unmanaged<PollTaskBase>.fromOpaque(data!)
-            task.takeUnretainedValue().wake()
+            task.takeUnretainedValue().wakeTask()
             task.release()
         },
         wakeByRef: { data in
-            Unmanaged<PollTaskBase>.fromOpaque(data!).takeUnretainedValue().wake()
+            Unmanaged<PollTaskBase>.fromOpaque(data!).takeUnretainedValue().wakeTask()
         },
         drop: { data in
             Unmanaged<PollTaskBase>.fromOpaque(data!).release()
