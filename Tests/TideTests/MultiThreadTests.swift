@@ -153,55 +153,40 @@ struct MultiThreadTests {
     /// runtime hangs. Short random sleeps between bursts of work, and spare threads started and
     /// retired by short stalls, make those races frequent. A watchdog turns a hang into a failure.
     @Test func timersKeepFiringWhileWorkersRaceForTheDriver() throws {
-        let finished = AtomicCounter()
-        let watchdog = TestThread {
-            var waited = 0
-            while finished.value == 0 && waited < 60_000 {
-                usleep(1_000)
-                waited += 1
-            }
-            if finished.value == 0 {
-                let message = "timersKeepFiringWhileWorkersRaceForTheDriver: hung for 60 s\n"
-                _ = message.withCString { write(2, $0, strlen($0)) }
-                abort()
-            }
-        }
-        defer {
-            finished.increment()
-            watchdog.join()
-        }
-        let runtime = try Runtime.multiThread(
-            workers: 2, stallThreshold: .milliseconds(2), onStall: { _ in })
-        defer { runtime.shutdown() }
-        let completed = try runtime.run { () async throws -> Int in
-            var total = 0
-            for round in 0..<20 {
-                var handles: [JoinHandle<Int>] = []
-                // Jobs longer than the stall threshold: when both workers are in one, a spare
-                // thread starts, takes the driver for a while, and retires.
-                for _ in 0..<2 {
-                    handles.append(Tide.spawn {
-                        let start = monotonicNow()
-                        while monotonicNow() - start < 4_000_000 {}
-                        return 0
-                    })
+        try withWatchdog("timersKeepFiringWhileWorkersRaceForTheDriver") {
+            let runtime = try Runtime.multiThread(
+                workers: 2, stallThreshold: .milliseconds(2), onStall: { _ in })
+            defer { runtime.shutdown() }
+            let completed = try runtime.run { () async throws -> Int in
+                var total = 0
+                for round in 0..<20 {
+                    var handles: [JoinHandle<Int>] = []
+                    // Jobs longer than the stall threshold: when both workers are in one, a spare
+                    // thread starts, takes the driver for a while, and retires.
+                    for _ in 0..<2 {
+                        handles.append(Tide.spawn {
+                            let start = monotonicNow()
+                            while monotonicNow() - start < 4_000_000 {}
+                            return 0
+                        })
+                    }
+                    for index in 0..<32 {
+                        handles.append(Tide.spawn {
+                            var random = TestRandom(seed: UInt64(round * 1_000 + index))
+                            for _ in 0..<3 {
+                                for _ in 0..<Int.random(in: 0..<100, using: &random) { await Tide.yield() }
+                                let micros = Int.random(in: 0..<1_500, using: &random)
+                                try await Tide.sleep(for: .microseconds(micros))
+                            }
+                            return 1
+                        })
+                    }
+                    for handle in handles { total += try await handle.value }
                 }
-                for index in 0..<32 {
-                    handles.append(Tide.spawn {
-                        var random = TestRandom(seed: UInt64(round * 1_000 + index))
-                        for _ in 0..<3 {
-                            for _ in 0..<Int.random(in: 0..<100, using: &random) { await Tide.yield() }
-                            let micros = Int.random(in: 0..<1_500, using: &random)
-                            try await Tide.sleep(for: .microseconds(micros))
-                        }
-                        return 1
-                    })
-                }
-                for handle in handles { total += try await handle.value }
+                return total
             }
-            return total
+            #expect(completed == 20 * 32)
         }
-        #expect(completed == 20 * 32)
     }
 
     @Test func shutdownWithTimeoutGivesUpOnAStuckWorkerAndCancelsWaitingTasks() throws {

@@ -127,3 +127,26 @@ func runTideCommand(_ arguments: [String]) throws -> (status: Int32, text: Strin
     let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     return (exitCode, String(decoding: bytes, as: UTF8.self))
 }
+
+/// Runs `body`; if it has not returned after `seconds`, prints `name` and aborts the test process,
+/// so that a lost wakeup fails the run instead of hanging it.
+func withWatchdog<T>(seconds: Int = 60, _ name: String, _ body: () throws -> T) rethrows -> T {
+    let finished = AtomicCounter()
+    let watchdog = TestThread {
+        var waited = 0
+        while finished.value == 0 && waited < seconds * 1_000 {
+            usleep(1_000)
+            waited += 1
+        }
+        if finished.value == 0 {
+            let message = "\(name): still running after \(seconds) s, aborting\n"
+            _ = message.withCString { write(2, $0, strlen($0)) }
+            abort()
+        }
+    }
+    defer {
+        finished.increment()
+        watchdog.join()
+    }
+    return try body()
+}
