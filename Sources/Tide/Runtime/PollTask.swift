@@ -80,11 +80,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// Completes the task as cancelled while no thread can be running it (runtime shut down).
     final func cancelAtShutdown() {
         if isComplete { return }
-        cancelFuture()
-        let flags = state.load(ordering: .acquiring) & ~Self.stateMask
-        state.store(flags | Self.cancelRequested | Self.complete, ordering: .releasing)
-        scheduler.taskFinished(self)
-        joinWaker.wake()
+        completeCancelled()
     }
 
     /// Like `cancelAtShutdown`, for a shutdown that timed out with a worker still running: only
@@ -97,6 +93,12 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         guard state.compareExchange(
             expected: current, desired: claimed, ordering: .acquiringAndReleasing
         ).exchanged else { return }
+        completeCancelled()
+    }
+
+    /// Drops the future and completes the task as cancelled; the caller owns the task (no
+    /// thread can poll it meanwhile).
+    private final func completeCancelled() {
         cancelFuture()
         let flags = state.load(ordering: .acquiring) & ~Self.stateMask
         state.store(flags | Self.cancelRequested | Self.complete, ordering: .releasing)

@@ -20,9 +20,9 @@
  Spinning before parking. A worker that finds nothing keeps searching for up to 50 µs (counted
  in `searching`, so pushes in that window wake nobody) before it parks: a producer feeding work a
  little slower than the others consume it then costs no futex or eventfd wake per item. The LIFO
- slot of a worker in a job is left alone unless that job has run for over 200 µs (the task there
- runs next, hot in cache); a retiring spare calls `notify()` on its way out, since pushes made
- while it searched woke nobody.
+ slot of a worker in a job is left alone unless the monitor marked that worker stalled (the task
+ there runs next, hot in cache); a retiring spare calls `notify()` on its way out, since pushes
+ made while it searched woke nobody.
 
  Parking without lost wakeups. A worker with nothing to do adds itself to `idle` (under
  `idleLock`), then looks at every queue once more, then parks. Whoever makes work available
