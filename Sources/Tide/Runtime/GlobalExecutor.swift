@@ -216,14 +216,11 @@ extension Runtime: SchedulingExecutor {
     public func enqueue<C: Clock>(
         _ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C
     ) {
-        let unowned = UnownedJob(job)
-        let delay = clock.now.duration(to: instant)
-        let nanoseconds = Self.nanoseconds(of: delay, clock: clock)
-        DelayedJob.schedule(
-            unowned, on: self, deadlineNanoseconds: monotonicNanoseconds() &+ nanoseconds)
+        enqueue(job, after: clock.now.duration(to: instant), tolerance: tolerance, clock: clock)
     }
 
-    /// A clock's duration in nanoseconds (0 if negative); Swift's clocks use `Duration`.
+    /// A clock's duration in nanoseconds (0 if negative). Swift's clocks measure in `Duration`;
+    /// a clock with another duration type is not supported and its job runs at once.
     private static func nanoseconds<C: Clock>(of delay: C.Duration, clock: C) -> UInt64 {
         guard let duration = delay as? Duration else { return 0 }
         // components may split a negative duration as a zero or negative second count and
