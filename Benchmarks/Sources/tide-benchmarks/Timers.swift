@@ -56,44 +56,13 @@ func timersWorkload() -> Workload {
         return timerMetrics(lateness, start: start)
     })
     entries.append(Entry("swift-default") { scale in
-        let durations = timerDurations(count: scaled(baseCount, scale))
-        let lateness = SlotArray(count: durations.count)
-        let start = monotonicNanos()
-        try blockingOnGlobalExecutor {
-            var tasks: [Task<Void, any Error>] = []
-            tasks.reserveCapacity(durations.count)
-            for (index, duration) in durations.enumerated() {
-                tasks.append(Task {
-                    let deadline = monotonicNanos() + duration
-                    try await Task.sleep(for: .nanoseconds(duration))
-                    lateness[index] = monotonicNanos() - deadline
-                })
-            }
-            for task in tasks { try await task.value }
-        }
-        return timerMetrics(lateness, start: start)
+        try plainTaskTimers(scale: scale)
     })
     // Plain Task.sleep on plain Task {}, as swift-default runs it, but with Tide installed as
     // Swift's global executor: its own process, since installing is for the life of a process.
     entries.append(Entry("tide-global", ownProcess: true) { scale in
-        let durations = timerDurations(count: scaled(baseCount, scale))
-        let lateness = SlotArray(count: durations.count)
-        let runtime = try Runtime.multiThread(workers: 2)
-        try Tide.installAsGlobalExecutor(runtime)
-        let start = monotonicNanos()
-        try blockingOnGlobalExecutor {
-            var tasks: [Task<Void, any Error>] = []
-            tasks.reserveCapacity(durations.count)
-            for (index, duration) in durations.enumerated() {
-                tasks.append(Task {
-                    let deadline = monotonicNanos() + duration
-                    try await Task.sleep(for: .nanoseconds(duration))
-                    lateness[index] = monotonicNanos() - deadline
-                })
-            }
-            for task in tasks { try await task.value }
-        }
-        return timerMetrics(lateness, start: start)
+        try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
+        return try plainTaskTimers(scale: scale)
     })
     entries.append(Entry("nio") { scale in
         let durations = timerDurations(count: scaled(baseCount, scale))
@@ -123,6 +92,27 @@ func timersWorkload() -> Workload {
     })
     return Workload(
         name: "timers", primaryMetric: "late_p99_ms", higherIsBetter: false, entries: entries)
+}
+
+/// W5 the plain Swift way: unstructured `Task {}`s that `Task.sleep`, awaited in order, all on
+/// whatever the global executor is (Swift's own, or Tide once installed).
+private func plainTaskTimers(scale: Double) throws -> [(name: String, value: Double)] {
+    let durations = timerDurations(count: scaled(baseCount, scale))
+    let lateness = SlotArray(count: durations.count)
+    let start = monotonicNanos()
+    try blockingOnGlobalExecutor {
+        var tasks: [Task<Void, any Error>] = []
+        tasks.reserveCapacity(durations.count)
+        for (index, duration) in durations.enumerated() {
+            tasks.append(Task {
+                let deadline = monotonicNanos() + duration
+                try await Task.sleep(for: .nanoseconds(duration))
+                lateness[index] = monotonicNanos() - deadline
+            })
+        }
+        for task in tasks { try await task.value }
+    }
+    return timerMetrics(lateness, start: start)
 }
 
 private func timerMetrics(_ lateness: SlotArray, start: Int64) -> [(name: String, value: Double)] {
