@@ -176,6 +176,14 @@ struct Global: AsyncParsableCommand {
             return (start.duration(to: clock.now), Runtime.current === runtime)
         }.value
         report("Task.sleep(for: 20 ms) waited \(slept) on Tide's timers", slept >= .milliseconds(20) && sleptOnTide)
+        let sleeper = Task { try? await Task.sleep(for: .milliseconds(200)) }
+        var armed = 0
+        for _ in 0..<200 where armed == 0 {
+            try? await Task.sleep(for: .milliseconds(1))
+            armed = runtime.metrics.timersArmed
+        }
+        sleeper.cancel()
+        report("Task.sleep arms Tide's timing wheel (\(armed) armed)", armed >= 1)
         say("the main actor keeps its own executor: @MainActor code runs on the main thread")
         if failures > 0 { throw ExitCode(1) }
     }

@@ -466,7 +466,7 @@ struct GlobalExecutorTests {
         let output = try runTideCommand(["global"])
         #expect(output.status == 0, "tide global exited with \(output.status): \(output.text)")
         for check in ["Task {}", "Task.detached", "async let", "task group", "default actor",
-                      "Task.sleep", "second install"]
+                      "Task.sleep(for:", "Task.sleep arms", "second install"]
         {
             let line = output.text.split(separator: "\n").first { $0.contains(check) }
             #expect(line?.hasPrefix("ok") == true, "missing or failed: \(check)\n\(output.text)")

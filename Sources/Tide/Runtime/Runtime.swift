@@ -365,9 +365,12 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         enqueueJob(UnownedJob(job))
     }
 
-    func enqueueJob(_ job: UnownedJob) {
+    /// Queues a Swift job. `global`: it came through Swift's global executor and runs on the
+    /// generic executor (multi-thread flavour), so that a task without an executor preference
+    /// is not made to hop back off Tide's task executor at every suspension.
+    func enqueueJob(_ job: UnownedJob, global: Bool = false) {
         if let multi {
-            multi.push(RunnableRef(job: job))
+            multi.push(global ? RunnableRef(globalJob: job) : RunnableRef(job: job))
         } else {
             push(.job(job))
         }

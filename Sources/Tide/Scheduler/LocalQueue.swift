@@ -34,6 +34,12 @@ struct RunnableRef: Equatable {
         bits = unsafeBitCast(job, to: UInt.self)
     }
 
+    /// A job that reached Tide through Swift's global executor (a task with no executor
+    /// preference): it runs on the generic executor, as Swift's own global executor runs it.
+    init(globalJob job: UnownedJob) {
+        bits = unsafeBitCast(job, to: UInt.self) | 2
+    }
+
     init(task: PollTaskBase) {
         bits = UInt(bitPattern: Unmanaged.passRetained(task).toOpaque()) | 1
     }
@@ -42,8 +48,11 @@ struct RunnableRef: Equatable {
 
     var isTask: Bool { bits & 1 == 1 }
 
+    /// Whether the job came through the global executor; only for `!isTask`.
+    var isGlobalJob: Bool { bits & 2 == 2 }
+
     /// The job; only for `!isTask`.
-    var job: UnownedJob { unsafeBitCast(bits, to: UnownedJob.self) }
+    var job: UnownedJob { unsafeBitCast(bits & ~3, to: UnownedJob.self) }
 
     /// Takes back the retained task; only for `isTask`, once.
     func takeTask() -> PollTaskBase {

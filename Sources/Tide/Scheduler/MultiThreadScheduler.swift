@@ -386,7 +386,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
             if item.isTask {
                 item.takeTask().run()
             } else {
-                item.job.runSynchronously(on: executor)
+                if item.isGlobalJob {
+                    runOnGenericExecutor(item.job)
+                } else {
+                    item.job.runSynchronously(on: executor)
+                }
             }
         }
         worker.inJob.store(false, ordering: .releasing)
@@ -735,3 +739,4 @@ public struct WorkerMetrics: Sendable, Equatable {
     /// Stalls the detector reported for it.
     public var stallsSeen: Int
 }
+
