@@ -36,3 +36,32 @@ int ctide_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents, lon
     }
     return epoll_wait(epfd, events, maxevents, timeout_ms);
 }
+
+#include <linux/futex.h>
+#include <limits.h>
+
+#define CTIDE_PARK_BUCKETS 64
+
+static uint32_t ctide_park_buckets[CTIDE_PARK_BUCKETS * 16];
+
+static uint32_t *ctide_park_bucket(const void *key) {
+    uint64_t hash = (uint64_t)(uintptr_t)key;
+    hash ^= hash >> 17;
+    hash *= 0x9E3779B97F4A7C15ull;
+    // One bucket per 64-byte cache line, so unrelated sleepers do not share a line.
+    return &ctide_park_buckets[(hash >> 58) * 16];
+}
+
+uint32_t ctide_park_sequence(const void *key) {
+    return __atomic_load_n(ctide_park_bucket(key), __ATOMIC_ACQUIRE);
+}
+
+void ctide_park_wait(const void *key, uint32_t sequence) {
+    syscall(SYS_futex, ctide_park_bucket(key), FUTEX_WAIT_PRIVATE, sequence, NULL, NULL, 0);
+}
+
+void ctide_park_wake_all(const void *key) {
+    uint32_t *bucket = ctide_park_bucket(key);
+    __atomic_fetch_add(bucket, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, bucket, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}

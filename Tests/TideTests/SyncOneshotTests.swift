@@ -72,6 +72,134 @@ struct SyncOneshotTests {
         #expect(try rx.tryReceive() == 5)
     }
 
+    /// Several receives at once on one oneshot (two Swift tasks, so the second waits in the
+    /// queue instead of the inline slot, and two poll tasks): exactly one gets the value, the
+    /// others learn it was received, and none is left waiting.
+    @Test func concurrentReceivesGetTheValueExactlyOnce() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        try withWatchdog("concurrentReceivesGetTheValueExactlyOnce") {
+            let outcomes = try runtime.run { () async throws -> [Int] in
+                let (tx, rx) = Oneshot<Int>.make()
+                let parked = AtomicCounter()
+                var swiftTasks: [JoinHandle<Int>] = []
+                for _ in 0..<2 {
+                    swiftTasks.append(Tide.spawn { () -> Int in
+                        parked.increment()
+                        do {
+                            return try await rx.receive()
+                        } catch OneshotError.alreadyReceived {
+                            return -1
+                        }
+                    })
+                }
+                var pollTasks: [PollTaskHandle<Result<Int, OneshotError>>] = []
+                for _ in 0..<2 {
+                    pollTasks.append(try runtime.spawn(rx.receiveFuture()))
+                }
+                while parked.value < 2 { await Tide.yield() }
+                for _ in 0..<20 { await Tide.yield() }
+                try tx.send(42)
+                var outcomes: [Int] = []
+                for task in swiftTasks { outcomes.append(try await task.value) }
+                for task in pollTasks {
+                    switch try await task.value {
+                    case .success(let value): outcomes.append(value)
+                    case .failure(let error):
+                        #expect(error == .alreadyReceived)
+                        outcomes.append(-1)
+                    }
+                }
+                return outcomes
+            }
+            #expect(outcomes.filter { $0 == 42 }.count == 1)
+            #expect(outcomes.filter { $0 == -1 }.count == 3)
+        }
+    }
+
+    /// A cancelled receive gives its slot back: the next receive waits there and gets the value.
+    @Test func cancelledReceiveFreesTheSlotForTheNextOne() async throws {
+        let (tx, rx) = Oneshot<Int>.make()
+        for _ in 0..<3 {
+            let waiting = Task { () async -> OneshotError? in
+                do throws(OneshotError) {
+                    _ = try await rx.receive()
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            await Task.yield()
+            waiting.cancel()
+            #expect(try await withTimeout { await waiting.value } == .cancelled)
+        }
+        let receiving = Task { try await rx.receive() }
+        await Task.yield()
+        try tx.send(9)
+        #expect(try await withTimeout { try await receiving.value } == 9)
+    }
+
+    /// Cancellation racing the send, from plain threads with random timing: each value is either
+    /// received by its task or, if the task was cancelled first, still in the cell afterwards.
+    /// Nothing is lost and no task hangs.
+    @Test func stressCancelRacingSendLosesNothing() throws {
+        let count = 2_000
+        var senders: [OneshotSender<Int>?] = []
+        var receivers: [OneshotReceiver<Int>] = []
+        for _ in 0..<count {
+            let (tx, rx) = Oneshot<Int>.make()
+            senders.append(tx)
+            receivers.append(rx)
+        }
+        let box = SenderBox(senders)
+        senders.removeAll()
+        let waiting = receivers
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        try withWatchdog("stressCancelRacingSendLosesNothing") {
+            let outcomes = try runtime.run { () async throws -> [Int] in
+                var handles: [JoinHandle<Int>] = []
+                for index in 0..<count {
+                    let receiver = waiting[index]
+                    handles.append(Tide.spawn { () -> Int in
+                        do {
+                            return try await receiver.receive()
+                        } catch OneshotError.cancelled {
+                            return -1
+                        }
+                    })
+                }
+                let cancels = handles
+                let threads = (0..<2).map { offset in
+                    TestThread {
+                        var random = TestRandom(seed: UInt64(offset + 11))
+                        var index = offset
+                        while index < count {
+                            jitter(&random, upTo: 5)
+                            if offset == 0 {
+                                try? box.take(index)?.send(index)
+                            } else {
+                                cancels[index - 1].cancel()
+                            }
+                            index += offset == 0 ? 1 : 2
+                        }
+                    }
+                }
+                var results: [Int] = []
+                for handle in handles { results.append(try await handle.value) }
+                for thread in threads { thread.join() }
+                return results
+            }
+            for index in 0..<count {
+                if outcomes[index] == -1 {
+                    #expect(try waiting[index].tryReceive() == index)
+                } else {
+                    #expect(outcomes[index] == index)
+                }
+            }
+        }
+    }
+
     /// Many oneshots, completed from plain threads with random timing while receivers on a
     /// multi-thread runtime wait: every value arrives exactly once, a dropped sender always
     /// closes its receiver, and no receiver is left waiting (a lost wakeup would hang the run;

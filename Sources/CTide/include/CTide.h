@@ -27,19 +27,22 @@ static inline void ctide_spin_hint(void) {
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
-
-// Waits for epoll events for at most `timeout_ns` nanoseconds (-1: forever). Uses epoll_pwait2
-// (Linux 5.11) so a timer deadline is met to the microsecond instead of rounded up to the next
-// millisecond; falls back to epoll_wait with the timeout rounded up where the kernel lacks it.
-int ctide_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents, long long timeout_ns);
-
 #endif
 }
 
-
 // Waits for epoll events for at most `timeout_ns` nanoseconds (-1: forever). Uses epoll_pwait2
 // (Linux 5.11) so a timer deadline is met to the microsecond instead of rounded up to the next
 // millisecond; falls back to epoll_wait with the timeout rounded up where the kernel lacks it.
 int ctide_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents, long long timeout_ns);
+
+#include <stdint.h>
+
+// The parking side of Tide's one-word lock (`WordLock`): a fixed table of futex words, one
+// chosen by the lock's address. A contended locker reads its bucket's sequence, re-checks the
+// lock, then sleeps until the sequence moves; an unlocker that saw contention bumps the
+// sequence and wakes every sleeper on the bucket (collisions only cost a spurious wake-up).
+uint32_t ctide_park_sequence(const void *key);
+void ctide_park_wait(const void *key, uint32_t sequence);
+void ctide_park_wake_all(const void *key);
 
 #endif

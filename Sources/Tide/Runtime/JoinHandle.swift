@@ -7,19 +7,27 @@ import Synchronization
 /// than once returns the same result each time. Dropping the handle does not cancel the task.
 public struct JoinHandle<Success: Sendable>: Sendable {
     let task: Task<Success, any Error>
-    let finished: Flag
+    let finished: Body
 
-    final class Flag: Sendable {
+    /// The task's body and its finished flag in one object: the task's closure captures only
+    /// this object, so Swift uses it as the closure's context and spawning allocates nothing more.
+    final class Body: @unchecked Sendable {
         let value = Atomic<Bool>(false)
+        // Called once, by the task.
+        let body: () async throws -> Success
+
+        init(_ body: sending @escaping () async throws -> Success) { self.body = body }
+
+        func run() async throws -> Success {
+            defer { value.store(true, ordering: .releasing) }
+            return try await body()
+        }
     }
 
     init(executor: (any TaskExecutor)?, _ body: sending @escaping () async throws -> Success) {
-        let flag = Flag()
-        finished = flag
-        task = Task(executorPreference: executor) {
-            defer { flag.value.store(true, ordering: .releasing) }
-            return try await body()
-        }
+        let box = Body(body)
+        finished = box
+        task = Task(executorPreference: executor) { try await box.run() }
     }
 
     /// The task's result: its return value, or the error it threw (`CancellationError` when it

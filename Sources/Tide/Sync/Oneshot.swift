@@ -1,11 +1,23 @@
 /*
- Oneshot: one value, sent once, received once.
+ Oneshot: one value, sent once, received once. One allocation holds the whole channel (the
+ sender and the receiver are small handles on it), and the usual waiter costs nothing more.
 
- State (guarded by `lock`): `value` (set by send, taken by the receiver), `phase` (open, sent,
- senderDropped, received), `receiverGone`, and `waiters` (receive futures; normally at most one,
- but copies of a receive future may each wait). Sending or dropping the sender wakes every waiter
- (`wokenAll`); a dropped receive future unlinks its node in `abandon` and nothing else is needed
- (the value stays in the cell until a receive takes it), so receiving is cancel-safe.
+ State (guarded by `lock`, a one-word lock): `value` (set by send, taken by the receiver),
+ `phase` (open, sent, senderDropped, received), `receiverGone`, and the waiters:
+ - `slot`: the first waiter, stored inline. Either a `Waker` (`slotKind == waker`: a poll
+   future registered it) or reserved by a Swift `receive()` (`slotKind == reserved`), whose
+   continuation is stored in `continuation` and resumed with the result itself.
+ - `waiters`: a `WaitQueue` for every other waiter (a second task receiving at the same time, or
+   a future whose waker is not the slot's). Rare; only these allocate a `Waiter`.
+ Sending or dropping the sender hands the value (or `.closed`) to a parked continuation, and wakes
+ the slot's waker and every queued waiter (`wokenAll`); they re-poll and find the new phase.
+
+ Cancel safety. A dropped receive future leaves nothing behind but, at most, its waker in the
+ slot (woken once, spuriously, when the channel completes; any waker that `willWake` the same
+ task reuses it); a queued one unlinks its node in `abandon`. A cancelled Swift `receive()`
+ takes its continuation back out of the slot; its `reservation` number (bumped by every
+ reservation) makes sure the cancellation handler of one receive never resumes a later one's
+ continuation. In every case the value, if sent, stays in the cell for the next receive.
 */
 
 /// Creates a one-shot channel: ``OneshotSender/send(_:)`` once, ``OneshotReceiver/receive()`` once.
@@ -42,77 +54,184 @@ public enum OneshotSendError<Value: Sendable>: Error {
 
 @usableFromInline
 final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
-    @usableFromInline static var open: Int { 0 }
-    @usableFromInline static var sent: Int { 1 }
-    @usableFromInline static var senderDropped: Int { 2 }
-    @usableFromInline static var received: Int { 3 }
+    @usableFromInline static var open: UInt8 { 0 }
+    @usableFromInline static var sent: UInt8 { 1 }
+    @usableFromInline static var senderDropped: UInt8 { 2 }
+    @usableFromInline static var received: UInt8 { 3 }
 
-    @usableFromInline let lock = SyncLock()
+    @usableFromInline static var slotEmpty: UInt8 { 0 }
+    @usableFromInline static var slotWaker: UInt8 { 1 }
+    @usableFromInline static var slotReserved: UInt8 { 2 }
+
+    // Stored properties are laid out in declaration order: this order leaves the least padding.
+    @usableFromInline let lock = WordLock()
+    @exclusivity(unchecked) @usableFromInline var reservation: UInt32 = 0
     @exclusivity(unchecked) @usableFromInline var value: Value?
-    @exclusivity(unchecked) @usableFromInline var phase = 0
+    @exclusivity(unchecked) @usableFromInline var phase: UInt8 = 0
+    @exclusivity(unchecked) @usableFromInline var slotKind: UInt8 = 0
     @exclusivity(unchecked) @usableFromInline var receiverGone = false
+    @exclusivity(unchecked) @usableFromInline var slot: Waker?
+    @exclusivity(unchecked) @usableFromInline
+    var continuation: UnsafeContinuation<Result<Value, OneshotError>, Never>?
     @exclusivity(unchecked) @usableFromInline var waiters = WaitQueue()
 
     @usableFromInline
     init() {}
 
+    @inlinable
+    var key: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    @inlinable
+    func withLock<R: ~Copyable>(_ body: () -> R) -> R {
+        lock.lock(key: key)
+        defer { lock.unlock(key: key) }
+        return body()
+    }
+
+    /// What a completed channel gives a receive (the caller holds the lock, `phase != open`).
+    @inlinable
+    func completedResult() -> Result<Value, OneshotError> {
+        switch phase {
+        case Self.sent:
+            phase = Self.received
+            return .success(value.take().unsafelyUnwrapped)
+        case Self.senderDropped:
+            return .failure(.closed)
+        default:
+            return .failure(.alreadyReceived)
+        }
+    }
+
+    /// Takes everything that waits (the caller holds the lock): the parked continuation, the
+    /// slot's waker and the queued waiters' wakers.
+    func takeWaiters(into list: inout WakeList)
+        -> UnsafeContinuation<Result<Value, OneshotError>, Never>?
+    {
+        let parked = continuation.take()
+        if slotKind == Self.slotWaker { list.add(slot.take()) }
+        slotKind = Self.slotEmpty
+        waiters.wakeAll(into: &list)
+        return parked
+    }
+
     func send(_ value: Value) throws(OneshotSendError<Value>) {
         var list = WakeList()
-        let outcome: Int = lock.withLock {
+        var parked: UnsafeContinuation<Result<Value, OneshotError>, Never>?
+        let outcome: Int = withLock {
             if phase != Self.open { return 1 }
             if receiverGone { return 2 }
-            self.value = value
-            phase = Self.sent
-            waiters.wakeAll(into: &list)
+            parked = takeWaiters(into: &list)
+            if parked != nil {
+                phase = Self.received
+            } else {
+                self.value = value
+                phase = Self.sent
+            }
             return 0
         }
-        list.wakeAll()
         if outcome == 1 { throw .alreadySent(value) }
         if outcome == 2 { throw .closed(value) }
+        parked?.resume(returning: .success(value))
+        list.wakeAll()
     }
 
     func senderDropped() {
         var list = WakeList()
-        lock.withLock {
-            if phase == Self.open { phase = Self.senderDropped }
-            waiters.wakeAll(into: &list)
+        let parked = withLock { () -> UnsafeContinuation<Result<Value, OneshotError>, Never>? in
+            guard phase == Self.open else { return nil }
+            phase = Self.senderDropped
+            return takeWaiters(into: &list)
         }
+        parked?.resume(returning: .failure(.closed))
         list.wakeAll()
     }
 
     func receiverDropped() {
-        let dropped: Value? = lock.withLock {
+        // A receive holds the receiver, so nothing is parked; a stale slot waker may remain.
+        var stale: Waker?
+        let dropped: Value? = withLock {
             receiverGone = true
+            slotKind = Self.slotEmpty
+            stale = slot.take()
             return value.take()
         }
         _ = dropped
+        _ = consume stale
     }
 
-    /// Takes the value, or says why not; registers `waiter` when nothing was sent yet.
+    /// Takes the value, or says why not; registers `context` (in the slot, else through
+    /// `waiter`, created on demand) when nothing was sent yet.
     @usableFromInline
-    func take(_ waiter: Waiter?, _ context: Context?) -> Result<Value, OneshotError> {
-        lock.withLock { () -> Result<Value, OneshotError> in
-            switch phase {
-            case Self.sent:
-                phase = Self.received
+    func poll(_ waiter: inout Waiter?, _ context: Context?) -> Result<Value, OneshotError> {
+        withLock { () -> Result<Value, OneshotError> in
+            if phase != Self.open {
                 if let waiter { waiters.remove(waiter.node) }
-                return .success(value.take().unsafelyUnwrapped)
-            case Self.senderDropped:
-                if let waiter { waiters.remove(waiter.node) }
-                return .failure(.closed)
-            case Self.received:
-                if let waiter { waiters.remove(waiter.node) }
-                return .failure(.alreadyReceived)
-            default:
-                if let waiter, let context { waiters.register(waiter.node, context) }
-                return .failure(.empty)
+                return completedResult()
             }
+            guard let context else { return .failure(.empty) }
+            if let waiter {
+                waiters.register(waiter.node, context)
+            } else if slotKind == Self.slotEmpty {
+                slot = context.cloneWaker()
+                slotKind = Self.slotWaker
+            } else if slotKind == Self.slotReserved || !slot!.willWake(context) {
+                let queued = Waiter(source: self)
+                waiters.register(queued.node, context)
+                waiter = queued
+            }
+            return .failure(.empty)
         }
+    }
+
+    /// A Swift `receive()`'s first step: the result if the channel completed, else a reservation
+    /// of the slot (nil if another waiter holds it).
+    @usableFromInline
+    func reserve() -> (result: Result<Value, OneshotError>?, reservation: UInt32?) {
+        withLock {
+            if phase != Self.open { return (completedResult(), nil) }
+            guard slotKind == Self.slotEmpty else { return (nil, nil) }
+            slotKind = Self.slotReserved
+            reservation &+= 1
+            return (nil, reservation)
+        }
+    }
+
+    /// Parks the reserving receive's continuation, or resumes it at once if the channel
+    /// completed or the task was cancelled since the reservation.
+    @usableFromInline
+    func park(_ parked: UnsafeContinuation<Result<Value, OneshotError>, Never>) {
+        let now: Result<Value, OneshotError>? = withLock {
+            if phase != Self.open {
+                slotKind = Self.slotEmpty
+                return completedResult()
+            }
+            if Task.isCancelled {
+                slotKind = Self.slotEmpty
+                return .failure(.cancelled)
+            }
+            continuation = parked
+            return nil
+        }
+        if let now { parked.resume(returning: now) }
+    }
+
+    /// The cancellation handler of the receive holding `reservation`: resumes its continuation
+    /// with `.cancelled` if it is still parked.
+    @usableFromInline
+    func cancelParked(_ reservation: UInt32) {
+        let parked = withLock { () -> UnsafeContinuation<Result<Value, OneshotError>, Never>? in
+            guard slotKind == Self.slotReserved, self.reservation == reservation,
+                let parked = continuation.take()
+            else { return nil }
+            slotKind = Self.slotEmpty
+            return parked
+        }
+        parked?.resume(returning: .failure(.cancelled))
     }
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        lock.withLock { waiters.remove(node) }
+        withLock { waiters.remove(node) }
     }
 }
 
@@ -147,7 +266,25 @@ public final class OneshotReceiver<Value: Sendable>: Sendable {
     /// - Throws: ``OneshotError/closed`` if the sender was dropped without sending,
     ///   ``OneshotError/alreadyReceived`` if the value was taken before,
     ///   ``OneshotError/cancelled`` if the task was cancelled while waiting.
+    @inlinable
     public nonisolated(nonsending) func receive() async throws(OneshotError) -> Value {
+        // A leaf operation for the coop budget, like every await on a runtime resource.
+        if !Coop.spend() { await Tide.yield() }
+        let (ready, reservation) = storage.reserve()
+        if let ready { return try ready.get() }
+        // Another receive holds the slot: wait in the queue like a poll future. A call of its
+        // own, so that its frame is not part of every receive's frame (task memory).
+        guard let reservation else { return try await receiveQueued() }
+        let storage = self.storage
+        return try await withTaskCancellationHandler {
+            await withUnsafeContinuation { continuation in storage.park(continuation) }
+        } onCancel: {
+            storage.cancelParked(reservation)
+        }.get()
+    }
+
+    @usableFromInline
+    nonisolated(nonsending) func receiveQueued() async throws(OneshotError) -> Value {
         let result: Result<Value, OneshotError>
         do {
             result = try await receiveFuture().waitCancellable()
@@ -161,7 +298,8 @@ public final class OneshotReceiver<Value: Sendable>: Sendable {
     ///
     /// - Throws: ``OneshotError/empty`` if nothing was sent yet, otherwise as ``receive()``.
     public func tryReceive() throws(OneshotError) -> Value {
-        try storage.take(nil, nil).get()
+        var none: Waiter?
+        return try storage.poll(&none, nil).get()
     }
 
     /// The receive as a poll-based future (for `select` and combinators). Cancel-safe.
@@ -180,16 +318,7 @@ public struct OneshotReceiveFuture<Value: Sendable>: Future {
     /// Takes the value if it is there, else registers for the send (or the sender's drop).
     @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<Result<Value, OneshotError>> {
-        let storage = receiver.storage
-        if waiter == nil {
-            let result = storage.take(nil, nil)
-            if case .failure(.empty) = result {
-                waiter = Waiter(source: storage)
-            } else {
-                return .ready(result)
-            }
-        }
-        let result = storage.take(waiter, context)
+        let result = receiver.storage.poll(&waiter, context)
         if case .failure(.empty) = result { return .pending }
         return .ready(result)
     }

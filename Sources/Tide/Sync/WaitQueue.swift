@@ -99,7 +99,6 @@ final class Waiter: @unchecked Sendable {
 struct WaitQueue {
     @usableFromInline var head: WaitNode?
     @usableFromInline unowned(unsafe) var tail: WaitNode?
-    @usableFromInline var count = 0
 
     @inlinable
     init() {}
@@ -109,6 +108,17 @@ struct WaitQueue {
 
     @inlinable
     var first: WaitNode? { head }
+
+    /// The number of queued nodes, by walking the list (for tests and diagnostics).
+    var count: Int {
+        var count = 0
+        var node = head
+        while let current = node {
+            count += 1
+            node = current.next
+        }
+        return count
+    }
 
     @inlinable
     mutating func append(_ node: WaitNode) {
@@ -121,7 +131,6 @@ struct WaitQueue {
         }
         tail = node
         node.isQueued = true
-        count += 1
     }
 
     /// Unlinks `node` if it is queued.
@@ -143,7 +152,6 @@ struct WaitQueue {
         node.next = nil
         node.prev = nil
         node.isQueued = false
-        count -= 1
     }
 
     /// What `withdraw` found when a waiter gave up.
