@@ -41,7 +41,18 @@ enum Coop {
     /// `LocalExecutor`, a nested runtime) never sees a budget spent by someone else.
     @inline(__always)
     static func turn(_ body: () -> Void) {
-        let counter = self.counter ?? makeCounter()
+        turn(counter: threadCounter(), body)
+    }
+
+    /// This thread's counter, created on first use. A run loop looks it up once and passes it
+    /// to every `turn(counter:_:)`.
+    static func threadCounter() -> UnsafeMutablePointer<Int> {
+        counter ?? makeCounter()
+    }
+
+    /// `turn(_:)` with the calling thread's counter already looked up.
+    @inline(__always)
+    static func turn(counter: UnsafeMutablePointer<Int>, _ body: () -> Void) {
         let saved = counter.pointee
         counter.pointee = budgetPerTurn
         body()

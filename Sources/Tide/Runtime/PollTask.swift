@@ -3,16 +3,26 @@
  the future, its output and the join waker. The task object is its own waker (data pointer =
  the object, clone = retain, drop = release), so waking allocates nothing.
 
- State word (low 3 bits) and transitions, all by CAS:
-   idle      --wake-->   scheduled (the waker pushes the task onto the run queue)
-   scheduled --run-->    running
-   running   --wake-->   notified  (woken while being polled; re-queued after the poll)
-   running   --pending-> idle, or notified -> scheduled (pushed again, behind other work)
+ State word and transitions:
+   idle      --wake-->   scheduled (CAS; the waker pushes the task onto the run queue)
+   scheduled --run-->    running   (a plain store: nobody else changes a scheduled task)
+   running   --wake-->   notified  (CAS; woken while being polled: re-queued after the poll)
+   running   --pending-> idle, or notified -> scheduled (CAS; pushed again, behind other work)
    running   --ready-->  complete  (output stored first; the join waker is woken)
- Bit 3 (cancelRequested) is set by `cancel()`, which then wakes the task; the next run drops the
- future instead of polling it and completes as cancelled. Wakes of a complete task do nothing.
+ Wakes of a complete task do nothing. `cancel()` sets `cancelRequested` and wakes the task; the
+ next run drops the future instead of polling it and completes as cancelled.
+
+ Self-wakes (a yield, a spent coop budget) take no atomic read-modify-write at all. `poller`
+ holds the polling thread's id during a poll; a wake from that same thread can only come from
+ inside the poll, so it just sets bit 0 of `poller` (only the polling thread writes `poller`).
+ After such a poll the task stays `running` and goes straight back to the run queue, marked
+ `selfQueued`; its next run starts from `running` (or `notified`, if another thread woke it
+ meanwhile: that wake is covered by the poll about to run).
 */
 
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import TideCore
 
@@ -24,9 +34,15 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     static let notified = 3
     @usableFromInline static let complete = 4
     @usableFromInline static let stateMask = 7
-    static let cancelRequested = 8
+    /// `poller` of a task that its own wake put back on the run queue.
+    static let selfQueued: UInt = 2
 
     @usableFromInline let state = Atomic<Int>(0)
+    /// The polling thread (`pthread_self`), bit 0 set once the task woke itself in this poll;
+    /// `selfQueued` between such a poll and the next; else 0. Written only by the thread that
+    /// owns the task's turn; other threads only compare it with their own id.
+    let poller = Atomic<UInt>(0)
+    let cancelRequested = Atomic<Bool>(false)
     /// The joiners' waker slot is the task itself (it inherits `AtomicWaker`): one allocation
     /// per task instead of two.
     @inlinable
@@ -53,6 +69,12 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
 
     /// Makes the task runnable (its waker's wake); `wake()` is the joiners' slot, inherited.
     final func wakeTask() {
+        let polling = poller.load(ordering: .relaxed)
+        if polling > Self.selfQueued, polling & ~1 == UInt(pthread_self()) {
+            // Woken from inside its own poll: re-queued when the poll returns.
+            poller.store(polling | 1, ordering: .relaxed)
+            return
+        }
         var current = state.load(ordering: .acquiring)
         while true {
             let next: Int
@@ -73,7 +95,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
 
     @usableFromInline
     final func cancel() {
-        state.bitwiseOr(Self.cancelRequested, ordering: .acquiringAndReleasing)
+        cancelRequested.store(true, ordering: .releasing)
         wakeTask()
     }
 
@@ -100,34 +122,66 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// thread can poll it meanwhile).
     private final func completeCancelled() {
         cancelFuture()
-        let flags = state.load(ordering: .acquiring) & ~Self.stateMask
-        state.store(flags | Self.cancelRequested | Self.complete, ordering: .releasing)
+        cancelRequested.store(true, ordering: .relaxed)
+        poller.store(0, ordering: .relaxed)
+        state.store(Self.complete, ordering: .releasing)
         scheduler.taskFinished(self)
         joinWaker.wake()
     }
 
-    /// Runs one scheduling turn of the task; called by the scheduler only.
-    final func run() {
-        let current = state.load(ordering: .acquiring)
-        guard current & Self.stateMask == Self.scheduled else { return }
-        state.store((current & ~Self.stateMask) | Self.running, ordering: .releasing)
+    /// Runs one scheduling turn of the task whose run-queue reference is `queued`, on the thread
+    /// whose `pthread_self()` is `thread`; called by the scheduler only. The reference is
+    /// consumed: true means the task was woken while it ran and the caller must queue `queued`
+    /// again (no retain and release per yield); false means it was released.
+    static func runQueued(_ queued: Unmanaged<PollTaskBase>, thread: UInt) -> Bool {
+        let requeue = queued._withUnsafeGuaranteedRef { $0.runTurn(thread: thread) }
+        if !requeue { queued.release() }
+        return requeue
+    }
+
+    /// One turn; true when the task must be queued again (it was woken while it ran).
+    private final func runTurn(thread: UInt) -> Bool {
+        if poller.load(ordering: .relaxed) == Self.selfQueued {
+            // Still `running` since its self-wake; a wake from elsewhere since then made it
+            // `notified`, which the poll below covers.
+            var observed = state.load(ordering: .acquiring)
+            while observed & Self.stateMask == Self.notified {
+                let (exchanged, original) = state.compareExchange(
+                    expected: observed, desired: (observed & ~Self.stateMask) | Self.running,
+                    ordering: .acquiringAndReleasing)
+                if exchanged { break }
+                observed = original
+            }
+        } else {
+            let current = state.load(ordering: .acquiring)
+            guard current & Self.stateMask == Self.scheduled else { return false }
+            state.store((current & ~Self.stateMask) | Self.running, ordering: .releasing)
+        }
+        poller.store(thread, ordering: .relaxed)
         let finished: Bool
-        if current & Self.cancelRequested != 0 {
+        if cancelRequested.load(ordering: .acquiring) {
             cancelFuture()
             finished = true
         } else {
             var context = Context(
                 unownedData: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()),
-                vtable: Self.vtable)
+                vtable: scheduler.pollTaskVTable)
             finished = pollFuture(&context)
         }
+        let wokeItself = poller.load(ordering: .relaxed) & 1 == 1
         if finished {
+            poller.store(0, ordering: .relaxed)
             let flags = state.load(ordering: .acquiring) & ~Self.stateMask
             state.store(flags | Self.complete, ordering: .releasing)
             scheduler.taskFinished(self)
             joinWaker.wake()
-            return
+            return false
         }
+        if wokeItself {
+            poller.store(Self.selfQueued, ordering: .relaxed)
+            return true
+        }
+        poller.store(0, ordering: .relaxed)
         var observed = state.load(ordering: .acquiring)
         while true {
             let flags = observed & ~Self.stateMask
@@ -135,10 +189,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
             let next = flags | (notified ? Self.scheduled : Self.idle)
             let (exchanged, original) = state.compareExchange(
                 expected: observed, desired: next, ordering: .acquiringAndReleasing)
-            if exchanged {
-                if notified { scheduler.reschedule(self) }
-                return
-            }
+            if exchanged { return notified }
             observed = original
         }
     }
@@ -150,11 +201,11 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         },
         wake: { data in
             let task = Unmanaged<PollTaskBase>.fromOpaque(data!)
-            task.takeUnretainedValue().wakeTask()
+            task._withUnsafeGuaranteedRef { $0.wakeTask() }
             task.release()
         },
         wakeByRef: { data in
-            Unmanaged<PollTaskBase>.fromOpaque(data!).takeUnretainedValue().wakeTask()
+            Unmanaged<PollTaskBase>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.wakeTask() }
         },
         drop: { data in
             Unmanaged<PollTaskBase>.fromOpaque(data!).release()

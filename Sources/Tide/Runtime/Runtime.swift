@@ -30,7 +30,8 @@ import TideCore
 
 enum Runnable {
     case job(UnownedJob)
-    case task(PollTaskBase)
+    /// A poll task and the queue's reference to it (retained when queued, consumed by the run).
+    case task(Unmanaged<PollTaskBase>)
 }
 
 /// A Tide runtime: runs Swift tasks and poll-based tasks, waits for I/O with epoll and fires
@@ -50,6 +51,9 @@ enum Runnable {
 public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// The runtime's I/O driver.
     public let reactor: Reactor
+    /// `PollTaskBase.vtable`, read from here on every poll: a `static let` costs a
+    /// `swift_once` check per access.
+    let pollTaskVTable = PollTaskBase.vtable
     /// Where ``Tide/spawnBlocking(_:)`` runs blocking work for this runtime's tasks: up to 512
     /// threads, started on demand, retired after 10 s idle; shut down with the runtime.
     public let blockingPool = BlockingPool(
@@ -107,9 +111,13 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     }
 
     deinit {
-        local.destroy()
-        woken.destroy()
-        inject.destroy()
+        for queue in [local, woken, inject] {
+            var queue = queue
+            while let item = queue.popFirst() {
+                if case .task(let task) = item { task.release() }
+            }
+            queue.destroy()
+        }
     }
 
     /// Set for the multi-thread flavour: its threads use the runtime until `shutdown()`.
@@ -256,7 +264,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
         _ = Unmanaged.passRetained(task)  // the live list's reference, released when it leaves
         task.state.store(PollTaskBase.scheduled, ordering: .releasing)
-        reschedule(task)
+        reschedule(Unmanaged.passRetained(task))
     }
 
     /// Spawns a Swift task that prefers this runtime as its executor, and returns its handle.
@@ -331,8 +339,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             while let item = woken.popFirst() ?? local.popFirst() { pending.append(item) }
         }
         for case .task(let task) in pending {
-            task.cancel()
-            task.run()
+            task._withUnsafeGuaranteedRef { $0.cancel() }
+            if PollTaskBase.runQueued(task, thread: UInt(pthread_self())) { reschedule(task) }
         }
         if owner.load(ordering: .acquiring) == 0 {
             cancelWaitingTasks()
@@ -378,15 +386,16 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     func schedule(_ task: PollTaskBase) {
         if let multi {
-            multi.push(RunnableRef(task: task))
+            multi.push(RunnableRef(task: Unmanaged.passRetained(task)))
         } else {
-            push(.task(task))
+            push(.task(Unmanaged.passRetained(task)))
         }
     }
 
-    /// A poll task woken while it ran: queue it behind the others (never the LIFO slot, or a task
-    /// that keeps waking itself would never let the others run).
-    func reschedule(_ task: PollTaskBase) {
+    /// A poll task woken while it ran (or just spawned): queue it behind the others (never the
+    /// LIFO slot, or a task that keeps waking itself would never let the others run). `task` is
+    /// a reference the queue takes over.
+    func reschedule(_ task: Unmanaged<PollTaskBase>) {
         if let multi {
             multi.push(RunnableRef(task: task), yielding: true)
         } else {
@@ -432,19 +441,22 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     // MARK: Loop
 
-    private func runLoop<T>(until outcome: Outcome<T>) {
+    private func runLoop(until outcome: RunFlag) {
         let executor = asUnownedTaskExecutor()
+        let thread = UInt(pthread_self())
+        let coop = Coop.threadCounter()
         var sinceDriver = 0
         drainInject()
-        while outcome.result == nil {
+        while !outcome.isDone {
             var ran = 0
-            while ran < 61, outcome.result == nil, let runnable = woken.popFirst() ?? local.popFirst() {
-                Coop.turn {
+            while ran < 61, !outcome.isDone, let runnable = woken.popFirst() ?? local.popFirst() {
+                Coop.turn(counter: coop) {
                     switch runnable {
                     case .job(let job):
                         job.runSynchronously(on: executor)
                     case .task(let task):
-                        task.run()
+                        // Woken while it ran: behind the queued work, never the LIFO slot.
+                        if PollTaskBase.runQueued(task, thread: thread) { local.append(runnable) }
                     }
                 }
                 ran += 1
@@ -452,7 +464,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             counters.polls.add(ran, ordering: .relaxed)
             drainInject()
             sinceDriver += ran
-            if outcome.result != nil { break }
+            if outcome.isDone { break }
             if local.isEmpty && woken.isEmpty {
                 park()
                 sinceDriver = 0
@@ -552,8 +564,16 @@ private final class Counters: Sendable {
 }
 
 /// Where `run` receives its body's result. Written and read on the runtime's thread only.
-private final class Outcome<T>: @unchecked Sendable {
-    @exclusivity(unchecked) var result: Result<T, any Error>?
+private final class Outcome<T>: RunFlag, @unchecked Sendable {
+    @exclusivity(unchecked) var result: Result<T, any Error>? {
+        didSet { isDone = true }
+    }
+}
+
+/// Whether a current-thread `run`'s body finished. Not generic, so the run loop that checks it
+/// after every job is compiled once, without looking up the result type's metadata.
+private class RunFlag: @unchecked Sendable {
+    @exclusivity(unchecked) final var isDone = false
 }
 
 /// Where a multi-thread `run` receives its body's result: written by a worker, read by the

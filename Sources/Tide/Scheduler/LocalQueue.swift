@@ -40,8 +40,9 @@ struct RunnableRef: Equatable {
         bits = unsafeBitCast(job, to: UInt.self) | 2
     }
 
-    init(task: PollTaskBase) {
-        bits = UInt(bitPattern: Unmanaged.passRetained(task).toOpaque()) | 1
+    /// A poll task; the ref holds the queue's reference `task` until it is taken.
+    init(task: Unmanaged<PollTaskBase>) {
+        bits = UInt(bitPattern: task.toOpaque()) | 1
     }
 
     init(bits: UInt) { self.bits = bits }
@@ -54,10 +55,9 @@ struct RunnableRef: Equatable {
     /// The job; only for `!isTask`.
     var job: UnownedJob { unsafeBitCast(bits & ~3, to: UnownedJob.self) }
 
-    /// Takes back the retained task; only for `isTask`, once.
-    func takeTask() -> PollTaskBase {
+    /// The queue's reference to the task; only for `isTask`, taken once.
+    var task: Unmanaged<PollTaskBase> {
         Unmanaged<PollTaskBase>.fromOpaque(UnsafeRawPointer(bitPattern: bits & ~1)!)
-            .takeRetainedValue()
     }
 }
 

@@ -88,6 +88,9 @@ final class Worker: @unchecked Sendable {
     let parks = Atomic<Int>(0)
     let stallsSeen = Atomic<Int>(0)
     // Owner-only state.
+    /// The worker thread's own `pthread_self()`, set by the thread when it starts.
+    @exclusivity(unchecked) var selfID: UInt = 0
+    @exclusivity(unchecked) var coop: UnsafeMutablePointer<Int>?
     @exclusivity(unchecked) var tick: UInt32 = 0
     @exclusivity(unchecked) var lifoRuns = 0
     @exclusivity(unchecked) var random: UInt64
@@ -268,7 +271,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
             while let item = worker.queue.pop() { leftovers.append(item) }
         }
         // Queued poll tasks are released here; the runtime then cancels every live one.
-        for item in leftovers where item.isTask { _ = item.takeTask() }
+        for item in leftovers where item.isTask { item.task.release() }
     }
 
     // MARK: Scheduling
@@ -343,6 +346,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private func workerLoop(_ worker: Worker) {
         pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(worker).toOpaque())
         runtime.enterThread()
+        worker.selfID = UInt(pthread_self())
+        worker.coop = Coop.threadCounter()
         defer {
             worker.active.store(false, ordering: .releasing)
             if worker.isSpare { sparesActive.subtract(1, ordering: .acquiringAndReleasing) }
@@ -382,9 +387,20 @@ final class MultiThreadScheduler: @unchecked Sendable {
         worker.jobsRun.add(1, ordering: .releasing)
         worker.inJob.store(true, ordering: .releasing)
         worker.polls.add(1, ordering: .relaxed)
-        Coop.turn {
+        Coop.turn(counter: worker.coop.unsafelyUnwrapped) {
             if item.isTask {
-                item.takeTask().run()
+                if PollTaskBase.runQueued(item.task, thread: worker.selfID) {
+                    // Woken while it ran: behind the queued work, never the LIFO slot.
+                    if stopping.load(ordering: .relaxed) {
+                        push(item, yielding: true)
+                    } else {
+                        pushLocal(item, worker)
+                        // Like tokio: wake a sibling only if there is more here than this task.
+                        if worker.queue.count > 1 || worker.lifo.load(ordering: .relaxed) != 0 {
+                            notify()
+                        }
+                    }
+                }
             } else {
                 if item.isGlobalJob {
                     runOnGenericExecutor(item.job)
