@@ -82,6 +82,31 @@ struct RuntimeTests {
         }
     }
 
+    /// `Tide.yield()` puts the task behind every task queued before it, on both flavours: two
+    /// tasks that each log and yield alternate strictly (the deferred-resume path), and a yield
+    /// off Tide's threads still returns (it falls back to `Task.yield()`).
+    @Test(arguments: [0, 1])
+    func yieldAlternatesTasksInQueueOrder(workers: Int) async throws {
+        let runtime = try workers == 0 ? Runtime.currentThread() : Runtime.multiThread(workers: 1)
+        defer { runtime.shutdown() }
+        let log = try runtime.run { () async throws -> [Int] in
+            let log = LogBox()
+            let tasks = (0..<2).map { id in
+                Tide.spawn {
+                    for _ in 0..<50 {
+                        log.append(id)
+                        await Tide.yield()
+                    }
+                }
+            }
+            for task in tasks { try await task.value }
+            return log.values
+        }
+        #expect(log.count == 100)
+        #expect(zip(log, log.dropFirst()).allSatisfy { $0 != $1 }, "\(log)")
+        await Tide.yield()
+    }
+
     @Test func pollTasksRunAndJoinFromSwiftAndFromPollTasks() throws {
         let runtime = try Runtime.currentThread()
         let total = try runtime.run { () async throws -> Int in
@@ -276,4 +301,13 @@ struct WakerAccountingTests {
         }
         #expect(weakTask.task == nil)
     }
+}
+
+/// An append-only log shared by tasks on one thread.
+private final class LogBox: @unchecked Sendable {
+    private let lock = SyncLock()
+    private var entries: [Int] = []
+
+    func append(_ value: Int) { lock.withLock { entries.append(value) } }
+    var values: [Int] { lock.withLock { entries } }
 }

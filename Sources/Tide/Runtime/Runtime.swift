@@ -63,8 +63,16 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     /// The multi-thread scheduler, or nil for the current-thread flavour.
     let multi: MultiThreadScheduler?
+    /// `multi` without the retain and release that reading an optional class field costs on
+    /// the enqueue path (the runtime owns the scheduler for its whole life).
+    unowned(unsafe) let multiUnowned: MultiThreadScheduler?
     /// Current-thread flavour: the thread inside `run`. Multi-thread: 1 while `run` waits.
     private let owner = Atomic<UInt>(0)
+    /// Continuations of tasks that yielded during the current job (`Tide.yield`); resumed by the
+    /// run loop right after that job. Owner thread only (current-thread flavour).
+    @exclusivity(unchecked) private var deferredResumes: [UnsafeContinuation<Bool, Never>] = []
+    /// Whether the owner thread is inside a job of `runLoop`.
+    @exclusivity(unchecked) private var inTurn = false
     private let sleeping = Atomic<Bool>(false)
     private let isShutDown = Atomic<Bool>(false)
     @exclusivity(unchecked) private var local = RingBuffer<Runnable>()
@@ -99,6 +107,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             MultiThreadScheduler(
                 workers: count, stallThreshold: stallThreshold, onStall: onStall ?? Runtime.logStall)
         }
+        multiUnowned = multi
         if let scheduler = multi {
             scheduler.runtime = self
             timers.onEarlierDeadline = { scheduler.timerArmedEarlier() }
@@ -377,7 +386,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// generic executor (multi-thread flavour), so that a task without an executor preference
     /// is not made to hop back off Tide's task executor at every suspension.
     func enqueueJob(_ job: UnownedJob, global: Bool = false) {
-        if let multi {
+        if let multi = multiUnowned {
             multi.push(global ? RunnableRef(globalJob: job) : RunnableRef(job: job))
         } else {
             push(.job(job))
@@ -453,7 +462,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
                 Coop.turn(counter: coop) {
                     switch runnable {
                     case .job(let job):
+                        inTurn = true
                         job.runSynchronously(on: executor)
+                        inTurn = false
+                        if !deferredResumes.isEmpty { resumeDeferred() }
                     case .task(let task):
                         // Woken while it ran: behind the queued work, never the LIFO slot.
                         if PollTaskBase.runQueued(task, thread: thread) { local.append(runnable) }
@@ -476,6 +488,30 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
                 sinceDriver = 0
             }
         }
+    }
+
+    /// Parks `continuation` until the job running on this thread returns, if this thread is
+    /// running a Tide job; false otherwise (the caller resumes it itself).
+    static func deferResumeOnThisThread(_ continuation: UnsafeContinuation<Bool, Never>) -> Bool {
+        guard let pointer = pthread_getspecific(currentKey) else { return false }
+        return Unmanaged<Runtime>.fromOpaque(pointer)._withUnsafeGuaranteedRef { runtime in
+            if let multi = runtime.multiUnowned { return multi.deferResume(continuation) }
+            guard runtime.inTurn, runtime.owner.load(ordering: .relaxed) == UInt(pthread_self())
+            else { return false }
+            runtime.deferredResumes.append(continuation)
+            return true
+        }
+    }
+
+    /// Resumes the yielded tasks: each goes to the back of the local queue.
+    private func resumeDeferred() {
+        // By index, without copying the array: a resume only enqueues, it never runs a task.
+        var index = 0
+        while index < deferredResumes.count {
+            deferredResumes[index].resume(returning: true)
+            index += 1
+        }
+        deferredResumes.removeAll(keepingCapacity: true)
     }
 
     private func drainInject() {

@@ -97,6 +97,8 @@ final class Worker: @unchecked Sendable {
     @exclusivity(unchecked) var thread = pthread_t()
     /// Set by Tide.yield(): the next job enqueued from this worker goes to the back.
     @exclusivity(unchecked) var deferNext = false
+    /// Continuations of tasks that yielded in the current job, resumed when it returns.
+    @exclusivity(unchecked) var deferredResumes: [UnsafeContinuation<Bool, Never>] = []
 
     /// The scheduler this worker belongs to, for a cheap "is this thread one of ours" check.
     @exclusivity(unchecked) unowned(unsafe) var owner: MultiThreadScheduler? = nil
@@ -170,6 +172,32 @@ final class MultiThreadScheduler: @unchecked Sendable {
     }
 
     /// The worker running on the calling thread, if it belongs to this scheduler.
+    /// Parks `continuation` in the calling worker's deferred list if the caller runs inside one
+    /// of this scheduler's jobs; false otherwise.
+    func deferResume(_ continuation: UnsafeContinuation<Bool, Never>) -> Bool {
+        guard let pointer = pthread_getspecific(Self.workerKey) else { return false }
+        return Unmanaged<Worker>.fromOpaque(pointer)._withUnsafeGuaranteedRef { worker in
+            guard worker.owner === self, worker.inJob.load(ordering: .relaxed) else { return false }
+            worker.deferredResumes.append(continuation)
+            return true
+        }
+    }
+
+    /// Resumes the tasks that yielded in the job that just returned (still inside the job's
+    /// turn): each goes to the back of this worker's queue, never the LIFO slot.
+    private func resumeDeferred(_ worker: Worker) {
+        // By index, without copying the array: a resume only enqueues (it never runs a task
+        // here), so nothing is appended meanwhile.
+        var index = 0
+        while index < worker.deferredResumes.count {
+            worker.deferNext = true
+            worker.deferredResumes[index].resume(returning: true)
+            index += 1
+        }
+        worker.deferNext = false
+        worker.deferredResumes.removeAll(keepingCapacity: true)
+    }
+
     var currentWorker: Worker? {
         guard let pointer = pthread_getspecific(Self.workerKey) else { return nil }
         let worker = Unmanaged<Worker>.fromOpaque(pointer).takeUnretainedValue()
@@ -280,29 +308,47 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// `Tide.yield()` or a task re-queueing itself, to the back of the local queue); from
     /// anywhere else to the global queue.
     func push(_ item: RunnableRef, yielding: Bool = false) {
-        if let worker = currentWorker {
-            if !worker.inJob.load(ordering: .relaxed) && !yielding {
-                // On a worker but outside a job: the driver (timers, epoll) is waking tasks.
-                wokenLock.withLock { woken.append(item.bits) }
-                wokenCount.add(1, ordering: .sequentiallyConsistent)
-                notify()
-                return
+        if let pointer = pthread_getspecific(Self.workerKey) {
+            // The worker is borrowed, not retained: an atomic retain and release per push
+            // were a tenth of the yield profile.
+            let pushed = Unmanaged<Worker>.fromOpaque(pointer)._withUnsafeGuaranteedRef { worker in
+                worker.owner === self && pushFromWorker(item, yielding: yielding, worker)
             }
-            if !stopping.load(ordering: .relaxed) {
-                if yielding || worker.deferNext {
-                    worker.deferNext = false
-                    pushLocal(item, worker)
-                } else {
-                    let previous = worker.lifo.exchange(item.bits, ordering: .acquiringAndReleasing)
-                    if previous != 0 { pushLocal(RunnableRef(bits: previous), worker) }
-                }
-                notify()
-                return
-            }
+            if pushed { return }
         }
         injectLock.withLock { inject.append(item.bits) }
         injectCount.add(1, ordering: .sequentiallyConsistent)
         notify()
+    }
+
+    /// `push` from one of this scheduler's workers; false if it must go to the global queue.
+    private func pushFromWorker(_ item: RunnableRef, yielding: Bool, _ worker: Worker) -> Bool {
+        if !worker.inJob.load(ordering: .relaxed) && !yielding {
+            // On a worker but outside a job: the driver (timers, epoll) is waking tasks.
+            wokenLock.withLock { woken.append(item.bits) }
+            wokenCount.add(1, ordering: .sequentiallyConsistent)
+            notify()
+            return true
+        }
+        if stopping.load(ordering: .relaxed) { return false }
+        if yielding || worker.deferNext {
+            worker.deferNext = false
+            pushYielded(item, worker)
+        } else {
+            let previous = worker.lifo.exchange(item.bits, ordering: .acquiringAndReleasing)
+            if previous != 0 { pushLocal(RunnableRef(bits: previous), worker) }
+            notify()
+        }
+        return true
+    }
+
+    /// Queues a task that yielded (or woke itself) behind this worker's queued work. The worker
+    /// runs it again next unless other work is queued here, so a sibling is woken only for that
+    /// other work, as tokio does: waking one for the yielder alone made it steal the task and
+    /// bounce it between cores.
+    private func pushYielded(_ item: RunnableRef, _ worker: Worker) {
+        pushLocal(item, worker)
+        if worker.queue.count > 1 || worker.lifo.load(ordering: .relaxed) != 0 { notify() }
     }
 
     private func pushLocal(_ item: RunnableRef, _ worker: Worker) {
@@ -394,11 +440,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
                     if stopping.load(ordering: .relaxed) {
                         push(item, yielding: true)
                     } else {
-                        pushLocal(item, worker)
-                        // Like tokio: wake a sibling only if there is more here than this task.
-                        if worker.queue.count > 1 || worker.lifo.load(ordering: .relaxed) != 0 {
-                            notify()
-                        }
+                        pushYielded(item, worker)
                     }
                 }
             } else {
@@ -407,6 +449,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
                 } else {
                     item.job.runSynchronously(on: executor)
                 }
+                if !worker.deferredResumes.isEmpty { resumeDeferred(worker) }
             }
         }
         worker.inJob.store(false, ordering: .releasing)
