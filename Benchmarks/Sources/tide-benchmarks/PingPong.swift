@@ -51,27 +51,10 @@ func pingPongWorkload() -> Workload {
         }
         return [("ns_per_rt", Double(nanos) / Double(rounds))]
     })
-    entries.append(Entry("swift-default") { scale in
-        let rounds = scaled(baseRounds, scale)
-        let nanos = try blockingOnGlobalExecutor {
-            let (pings, pingIn) = AsyncStream.makeStream(of: Int.self)
-            let (pongs, pongIn) = AsyncStream.makeStream(of: Int.self)
-            let start = monotonicNanos()
-            let ponger = Task {
-                for await token in pings { pongIn.yield(token + 1) }
-            }
-            var iterator = pongs.makeAsyncIterator()
-            var token = 0
-            for _ in 0..<rounds {
-                pingIn.yield(token)
-                token = await iterator.next() ?? 0
-            }
-            pingIn.finish()
-            await ponger.value
-            precondition(token == rounds, "pingpong: lost a round")
-            return monotonicNanos() - start
-        }
-        return [("ns_per_rt", Double(nanos) / Double(rounds))]
+    entries.append(Entry("swift-default") { scale in try plainTaskPingPong(scale: scale) })
+    entries.append(Entry("tide-global", ownProcess: true) { scale in
+        try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
+        return try plainTaskPingPong(scale: scale)
     })
     entries.append(Entry("nio") { scale in
         let rounds = scaled(baseRounds, scale)
@@ -184,4 +167,28 @@ struct Relay: Future {
             sending = output.sendFuture(token + 1)
         }
     }
+}
+
+/// W2 with plain tasks and AsyncStream: swift-default, and tide-global after installing Tide.
+private func plainTaskPingPong(scale: Double) throws -> [(name: String, value: Double)] {
+    let rounds = scaled(baseRounds, scale)
+    let nanos = try blockingOnGlobalExecutor {
+        let (pings, pingIn) = AsyncStream.makeStream(of: Int.self)
+        let (pongs, pongIn) = AsyncStream.makeStream(of: Int.self)
+        let start = monotonicNanos()
+        let ponger = Task {
+            for await token in pings { pongIn.yield(token + 1) }
+        }
+        var iterator = pongs.makeAsyncIterator()
+        var token = 0
+        for _ in 0..<rounds {
+            pingIn.yield(token)
+            token = await iterator.next() ?? 0
+        }
+        pingIn.finish()
+        await ponger.value
+        precondition(token == rounds, "pingpong: lost a round")
+        return monotonicNanos() - start
+    }
+    return [("ns_per_rt", Double(nanos) / Double(rounds))]
 }

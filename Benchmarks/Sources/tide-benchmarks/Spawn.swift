@@ -40,18 +40,10 @@ func spawnWorkload() -> Workload {
         }
         return spawnMetrics(count: count, sum: sum, start: start)
     })
-    entries.append(Entry("swift-default") { scale in
-        let count = scaled(baseCount, scale)
-        let start = monotonicNanos()
-        let sum = try blockingOnGlobalExecutor {
-            var tasks: [Task<Int, Never>] = []
-            tasks.reserveCapacity(count)
-            for index in 0..<count { tasks.append(Task { index }) }
-            var sum = 0
-            for task in tasks { sum &+= await task.value }
-            return sum
-        }
-        return spawnMetrics(count: count, sum: sum, start: start)
+    entries.append(Entry("swift-default") { scale in try plainTaskSpawn(scale: scale) })
+    entries.append(Entry("tide-global", ownProcess: true) { scale in
+        try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
+        return try plainTaskSpawn(scale: scale)
     })
     entries.append(Entry("nio") { scale in
         let count = scaled(baseCount, scale)
@@ -76,6 +68,21 @@ func spawnWorkload() -> Workload {
     })
     return Workload(
         name: "spawn", primaryMetric: "tasks_per_s", higherIsBetter: true, entries: entries)
+}
+
+/// W1 with plain `Task {}`: swift-default, and tide-global after installing Tide.
+private func plainTaskSpawn(scale: Double) throws -> [(name: String, value: Double)] {
+    let count = scaled(baseCount, scale)
+    let start = monotonicNanos()
+    let sum = try blockingOnGlobalExecutor {
+        var tasks: [Task<Int, Never>] = []
+        tasks.reserveCapacity(count)
+        for index in 0..<count { tasks.append(Task { index }) }
+        var sum = 0
+        for task in tasks { sum &+= await task.value }
+        return sum
+    }
+    return spawnMetrics(count: count, sum: sum, start: start)
 }
 
 private func spawnMetrics(count: Int, sum: Int, start: Int64) -> [(name: String, value: Double)] {

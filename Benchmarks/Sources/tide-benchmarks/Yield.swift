@@ -55,14 +55,10 @@ func yieldWorkload() -> Workload {
         }
         return [("ns_per_yield", Double(nanos) / Double(count))]
     })
-    entries.append(Entry("swift-default") { scale in
-        let count = scaled(baseCount, scale)
-        let nanos = try blockingOnGlobalExecutor {
-            let start = monotonicNanos()
-            for _ in 0..<count { await Task.yield() }
-            return monotonicNanos() - start
-        }
-        return [("ns_per_yield", Double(nanos) / Double(count))]
+    entries.append(Entry("swift-default") { scale in try plainTaskYield(scale: scale) })
+    entries.append(Entry("tide-global", ownProcess: true) { scale in
+        try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
+        return try plainTaskYield(scale: scale)
     })
     entries.append(Entry("nio") { scale in
         let count = scaled(baseCount, scale)
@@ -77,6 +73,17 @@ func yieldWorkload() -> Workload {
     })
     return Workload(
         name: "yield", primaryMetric: "ns_per_yield", higherIsBetter: false, entries: entries)
+}
+
+/// W8 with `Task.yield()` in a plain task: swift-default, and tide-global after installing Tide.
+private func plainTaskYield(scale: Double) throws -> [(name: String, value: Double)] {
+    let count = scaled(baseCount, scale)
+    let nanos = try blockingOnGlobalExecutor {
+        let start = monotonicNanos()
+        for _ in 0..<count { await Task.yield() }
+        return monotonicNanos() - start
+    }
+    return [("ns_per_yield", Double(nanos) / Double(count))]
 }
 
 /// NIO's yield: a closure that re-submits itself to its event loop with `execute`.
