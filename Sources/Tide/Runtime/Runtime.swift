@@ -87,7 +87,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let liveTasks = Atomic<Int>(0)
     /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
     /// waiting (not queued anywhere).
-    private let registryLock = SyncLock()
+    /// Guards the live-task list; taken twice per poll task (spawn and finish), so a one-word
+    /// lock rather than a pthread mutex.
+    private let registryLock = WordLock()
+    private var registryKey: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
     /// Head of an intrusive list through `PollTaskBase.previousLive/nextLive`; each member holds
     /// one retain for the list.
     @exclusivity(unchecked) private var liveHead: Unmanaged<PollTaskBase>?
@@ -265,7 +268,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     func admit(_ task: PollTaskBase) {
         liveTasks.add(1, ordering: .relaxed)
         counters.spawned.add(1, ordering: .relaxed)
-        registryLock.withLock {
+        registryLock.withLock(key: registryKey) {
             let unmanaged = Unmanaged.passUnretained(task)
             task.nextLive = liveHead
             liveHead?.takeUnretainedValue().previousLive = unmanaged
@@ -361,7 +364,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// After the threads stopped: completes every poll task that is still alive as cancelled
     /// (its future dropped, its joiners woken with `JoinError.cancelled`).
     private func cancelWaitingTasks(onlyIdle: Bool = false) {
-        let remaining = registryLock.withLock { () -> [PollTaskBase] in
+        let remaining = registryLock.withLock(key: registryKey) { () -> [PollTaskBase] in
             var all: [PollTaskBase] = []
             var node = liveHead
             while let current = node {
@@ -414,7 +417,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     func taskFinished(_ task: PollTaskBase) {
         liveTasks.subtract(1, ordering: .relaxed)
-        let wasListed = registryLock.withLock { () -> Bool in
+        let wasListed = registryLock.withLock(key: registryKey) { () -> Bool in
             let isHead = liveHead.map { $0.takeUnretainedValue() === task } ?? false
             guard task.previousLive != nil || task.nextLive != nil || isHead else { return false }
             if let previous = task.previousLive {

@@ -56,4 +56,14 @@ struct WordLock: ~Copyable, @unchecked Sendable {
     func unlock(key: UnsafeRawPointer) {
         if word.exchange(0, ordering: .acquiringAndReleasing) == 2 { ctide_park_wake_all(key) }
     }
+
+    /// Runs `body` with the lock held.
+    @inlinable
+    func withLock<Result: ~Copyable, Failure: Error>(
+        key: UnsafeRawPointer, _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        lock(key: key)
+        defer { unlock(key: key) }
+        return try body()
+    }
 }
