@@ -31,19 +31,17 @@ private final class LockedCounter: @unchecked Sendable {
     let lock = WordLock()
     var count = 0
 
-    var key: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
-
     func increment(yieldingInside: Bool) {
-        lock.lock(key: key)
+        lock.lock()
         let before = count
         if yieldingInside { sched_yield() }
         count = before + 1
-        lock.unlock(key: key)
+        lock.unlock()
     }
 
     var value: Int {
-        lock.lock(key: key)
-        defer { lock.unlock(key: key) }
+        lock.lock()
+        defer { lock.unlock() }
         return count
     }
 }

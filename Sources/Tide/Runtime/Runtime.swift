@@ -90,7 +90,6 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// Guards the live-task list; taken twice per poll task (spawn and finish), so a one-word
     /// lock rather than a pthread mutex.
     private let registryLock = WordLock()
-    private var registryKey: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
     /// Head of an intrusive list through `PollTaskBase.previousLive/nextLive`; each member holds
     /// one retain for the list.
     @exclusivity(unchecked) private var liveHead: Unmanaged<PollTaskBase>?
@@ -268,7 +267,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     func admit(_ task: PollTaskBase) {
         liveTasks.add(1, ordering: .relaxed)
         counters.spawned.add(1, ordering: .relaxed)
-        registryLock.withLock(key: registryKey) {
+        registryLock.withLock {
             let unmanaged = Unmanaged.passUnretained(task)
             task.nextLive = liveHead
             liveHead?.takeUnretainedValue().previousLive = unmanaged
@@ -364,7 +363,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// After the threads stopped: completes every poll task that is still alive as cancelled
     /// (its future dropped, its joiners woken with `JoinError.cancelled`).
     private func cancelWaitingTasks(onlyIdle: Bool = false) {
-        let remaining = registryLock.withLock(key: registryKey) { () -> [PollTaskBase] in
+        let remaining = registryLock.withLock { () -> [PollTaskBase] in
             var all: [PollTaskBase] = []
             var node = liveHead
             while let current = node {
@@ -417,7 +416,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     func taskFinished(_ task: PollTaskBase) {
         liveTasks.subtract(1, ordering: .relaxed)
-        let wasListed = registryLock.withLock(key: registryKey) { () -> Bool in
+        let wasListed = registryLock.withLock { () -> Bool in
             let isHead = liveHead.map { $0.takeUnretainedValue() === task } ?? false
             guard task.previousLive != nil || task.nextLive != nil || isHead else { return false }
             if let previous = task.previousLive {

@@ -1,5 +1,7 @@
-/// The short internal lock of Tide: it guards every Sync primitive's state, the runtime's
-/// injection queue, the reactor's registration lists and the timing wheel.
+/// The internal lock of Tide's long-lived structures: the runtime's queues, the reactor's
+/// registration lists, the timing wheel and the blocking pool (which waits on condition
+/// variables with it). The Sync primitives, created in large numbers, use the inline
+/// `WordLock` instead.
 ///
 /// A glibc adaptive pthread mutex (it spins briefly before sleeping, which suits critical
 /// sections of a few instructions). It is used instead of `Synchronization.Mutex` because

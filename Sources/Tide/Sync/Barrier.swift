@@ -29,7 +29,7 @@ public struct BarrierWaitResult: Sendable, Equatable {
 /// Each round (generation) ends when the `count`-th task arrives; that task is told it is the
 /// leader (to do once-per-round work). A cancelled waiter takes its arrival back.
 public final class Barrier: WaitSource, @unchecked Sendable {
-    let lock = SyncLock()
+    let lock = WordLock()
     let count: Int
     @exclusivity(unchecked) var arrived = 0
     @exclusivity(unchecked) var generation = 0

@@ -55,7 +55,7 @@ public enum BroadcastSendError<Value: Sendable>: Error {
 
 @usableFromInline
 final class BroadcastStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
-    let lock = SyncLock()
+    let lock = WordLock()
     @exclusivity(unchecked) var slots: [Value?]
     let capacity: Int
     @exclusivity(unchecked) var tail = 0

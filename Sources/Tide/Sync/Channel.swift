@@ -1,7 +1,7 @@
 /*
  Channel: the multi-producer queue behind `Sender` and `Receiver` (bounded and unbounded).
 
- State (all fields guarded by `lock`, a `SyncLock`):
+ State (all fields guarded by `lock`, a `WordLock`):
    buffer          ring of queued elements; `bound` is the capacity (Int.max when unbounded)
    closed          no more sends: `close()` was called or the last `Sender` copy went away
    receiversGone   the last `Receiver` copy went away: sends fail, the buffer was dropped
@@ -122,7 +122,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         case closed
     }
 
-    @usableFromInline let lock = SyncLock()
+    @usableFromInline let lock = WordLock()
     @exclusivity(unchecked) @usableFromInline var buffer = RingBuffer<Element>()
     @usableFromInline let bound: Int
     @exclusivity(unchecked) @usableFromInline var closed = false

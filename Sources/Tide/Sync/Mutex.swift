@@ -1,7 +1,7 @@
 /*
  Mutex<Value>: an async, FIFO-fair lock around a value.
 
- State (guarded by `lock`, a `SyncLock` held only for a few instructions):
+ State (guarded by `lock`, a `WordLock` held only for a few instructions):
    locked   whether some task owns the async lock
    waiters  FIFO of lock futures waiting for it
  Acquire: a granted node -> owned; else free and nobody queued -> take it; else register at the
@@ -33,7 +33,7 @@ public enum MutexError: Error, Equatable, Sendable {
 /// try await counter.withLock { value in value += 1 }
 /// ```
 public final class Mutex<Value>: WaitSource, @unchecked Sendable {
-    @usableFromInline let lock = SyncLock()
+    @usableFromInline let lock = WordLock()
     @exclusivity(unchecked) @usableFromInline var locked = false
     @exclusivity(unchecked) @usableFromInline var waiters = WaitQueue()
     @exclusivity(unchecked) @usableFromInline var value: Value

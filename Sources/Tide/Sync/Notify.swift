@@ -17,7 +17,7 @@
 /// ``notified()`` consumes at once (so a notification sent just before the wait is not lost).
 /// ``notifyAll()`` wakes every current waiter and stores nothing.
 public final class Notify: WaitSource, @unchecked Sendable {
-    let lock = SyncLock()
+    let lock = WordLock()
     @exclusivity(unchecked) var permit = false
     @exclusivity(unchecked) var waiters = WaitQueue()
 

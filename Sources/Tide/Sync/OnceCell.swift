@@ -29,7 +29,7 @@ public final class OnceCell<Value: Sendable>: WaitSource, @unchecked Sendable {
         case waiting
     }
 
-    let lock = SyncLock()
+    let lock = WordLock()
     @exclusivity(unchecked) var value: Value?
     @exclusivity(unchecked) var initializing = false
     @exclusivity(unchecked) var waiters = WaitQueue()

@@ -79,13 +79,8 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     init() {}
 
     @inlinable
-    var key: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
-
-    @inlinable
     func withLock<R: ~Copyable>(_ body: () -> R) -> R {
-        lock.lock(key: key)
-        defer { lock.unlock(key: key) }
-        return body()
+        lock.withLock(body)
     }
 
     /// What a completed channel gives a receive (the caller holds the lock, `phase != open`).

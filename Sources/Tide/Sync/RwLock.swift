@@ -28,7 +28,7 @@ public final class RwLock<Value>: WaitSource, @unchecked Sendable {
     static var read: Int { 0 }
     static var write: Int { 1 }
 
-    let lock = SyncLock()
+    let lock = WordLock()
     @exclusivity(unchecked) var readers = 0
     @exclusivity(unchecked) var writer = false
     @exclusivity(unchecked) var waiters = WaitQueue()

@@ -31,7 +31,7 @@ public enum SemaphoreError: Error, Equatable, Sendable {
 /// `acquire(n)` waits until `n` permits are free; waiters are served in FIFO order. Releasing more
 /// permits than are held is reported as an error rather than silently raising the limit.
 public final class Semaphore: WaitSource, @unchecked Sendable {
-    @usableFromInline let lock = SyncLock()
+    @usableFromInline let lock = WordLock()
     @exclusivity(unchecked) @usableFromInline var permits: Int
     @usableFromInline let maximum: Int
     @exclusivity(unchecked) @usableFromInline var waiters = WaitQueue()

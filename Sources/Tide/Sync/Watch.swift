@@ -32,7 +32,7 @@ public enum WatchError: Error, Equatable, Sendable {
 
 @usableFromInline
 final class WatchStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
-    let lock = SyncLock()
+    let lock = WordLock()
     @exclusivity(unchecked) var value: Value
     @exclusivity(unchecked) var version = 0
     @exclusivity(unchecked) var closed = false
