@@ -430,9 +430,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private func run(_ item: RunnableRef, on worker: Worker, executor: UnownedTaskExecutor) {
         worker.runningTaskID.store(item.isTask ? 0 : swiftTaskID(of: item.job), ordering: .relaxed)
         if worker.stalled.load(ordering: .relaxed) { worker.stalled.store(false, ordering: .releasing) }
-        worker.jobsRun.add(1, ordering: .releasing)
+        // Both counters are written only by this worker: a load and a store, not a locked
+        // read-modify-write per job.
+        worker.jobsRun.store(worker.jobsRun.load(ordering: .relaxed) &+ 1, ordering: .releasing)
         worker.inJob.store(true, ordering: .releasing)
-        worker.polls.add(1, ordering: .relaxed)
+        worker.polls.store(worker.polls.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
         Coop.turn(counter: worker.coop.unsafelyUnwrapped) {
             if item.isTask {
                 if PollTaskBase.runQueued(item.task, thread: worker.selfID) {
@@ -458,16 +460,20 @@ final class MultiThreadScheduler: @unchecked Sendable {
 
     private func nextRunnable(_ worker: Worker) -> RunnableRef? {
         if worker.tick % 61 == 0, let item = popInject(worker) { return item }
-        if worker.lifoRuns < 3 {
-            let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
-            if lifo != 0 {
-                worker.lifoRuns += 1
-                return RunnableRef(bits: lifo)
+        // Only the owner fills the slot, so an empty slot stays empty until this worker fills
+        // it: a plain load skips the exchange (a locked instruction) when there is nothing.
+        if worker.lifo.load(ordering: .relaxed) != 0 {
+            if worker.lifoRuns < 3 {
+                let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
+                if lifo != 0 {
+                    worker.lifoRuns += 1
+                    return RunnableRef(bits: lifo)
+                }
+            } else {
+                worker.lifoRuns = 0
+                let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
+                if lifo != 0 { pushLocal(RunnableRef(bits: lifo), worker) }
             }
-        } else {
-            worker.lifoRuns = 0
-            let lifo = worker.lifo.exchange(0, ordering: .acquiringAndReleasing)
-            if lifo != 0 { pushLocal(RunnableRef(bits: lifo), worker) }
         }
         worker.lifoRuns = 0
         if let item = popWoken() { return item }
