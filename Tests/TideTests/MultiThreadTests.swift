@@ -118,6 +118,67 @@ struct MultiThreadTests {
         #expect(metrics.totalPolls >= taskCount)
     }
 
+    /// The poll-task state machine under fire: each task yields to itself a random number of
+    /// times (the self-wake path that re-queues a task still `running`), waits on a gate opened
+    /// by a plain thread with random timing, and yields again; a third thread cancels every
+    /// fifth task at a random moment. Every task ends exactly once: with its value (its future
+    /// completed once) or cancelled (its future never completed). A lost wake-up hangs (the
+    /// watchdog fails the test).
+    @Test func stressSelfWakesGateWakesAndCancelsOnPollTasks() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        let taskCount = 2_000
+        let completions = (0..<taskCount).map { _ in AtomicCounter() }
+        let gates = (0..<taskCount).map { _ in Gate() }
+        try withWatchdog("stressSelfWakesGateWakesAndCancelsOnPollTasks") {
+            let outcomes = try runtime.run { () async throws -> [Int] in
+                var random = TestRandom(seed: 5)
+                var handles: [PollTaskHandle<Int>] = []
+                for index in 0..<taskCount {
+                    let future = YieldGateYield(
+                        before: random.next(20), gate: gates[index], after: random.next(20),
+                        done: completions[index], value: index)
+                    handles.append(try runtime.spawn(future))
+                }
+                let cancels = handles
+                let opener = TestThread {
+                    var random = TestRandom(seed: 6)
+                    for index in 0..<taskCount {
+                        jitter(&random, upTo: 4)
+                        gates[index].set()
+                    }
+                }
+                let canceller = TestThread {
+                    var random = TestRandom(seed: 7)
+                    for index in stride(from: 0, to: taskCount, by: 5) {
+                        jitter(&random, upTo: 20)
+                        cancels[index].cancel()
+                    }
+                }
+                var outcomes: [Int] = []
+                for handle in handles {
+                    switch await handle.wait() {
+                    case .success(let value): outcomes.append(value)
+                    case .failure: outcomes.append(-1)
+                    }
+                }
+                opener.join()
+                canceller.join()
+                return outcomes
+            }
+            for index in 0..<taskCount {
+                if outcomes[index] == -1 {
+                    #expect(index % 5 == 0)
+                    #expect(completions[index].value == 0)
+                } else {
+                    #expect(outcomes[index] == index)
+                    #expect(completions[index].value == 1)
+                }
+            }
+        }
+        #expect(runtime.metrics.pollTasksAlive == 0)
+    }
+
     @Test func idleWorkersStealQueuedWork() throws {
         let runtime = try Runtime.multiThread(workers: 2, stallThreshold: .seconds(30))
         defer { runtime.shutdown() }
@@ -471,5 +532,41 @@ struct GlobalExecutorTests {
             let line = output.text.split(separator: "\n").first { $0.contains(check) }
             #expect(line?.hasPrefix("ok") == true, "missing or failed: \(check)\n\(output.text)")
         }
+    }
+}
+
+/// Wakes itself `before` times, waits for `gate`, wakes itself `after` times, then counts its
+/// completion in `done` and returns `value`.
+private struct YieldGateYield: Future {
+    var before: Int
+    let gate: Gate
+    var after: Int
+    let done: AtomicCounter
+    let value: Int
+    var waiting: PollFn<Void>?
+
+    init(before: Int, gate: Gate, after: Int, done: AtomicCounter, value: Int) {
+        self.before = before
+        self.gate = gate
+        self.after = after
+        self.done = done
+        self.value = value
+    }
+
+    mutating func poll(_ context: inout Context) -> Poll<Int> {
+        if before > 0 {
+            before -= 1
+            context.wake()
+            return .pending
+        }
+        if waiting == nil { waiting = gate.future }
+        guard case .ready = waiting!.poll(&context) else { return .pending }
+        if after > 0 {
+            after -= 1
+            context.wake()
+            return .pending
+        }
+        done.increment()
+        return .ready(value)
     }
 }
