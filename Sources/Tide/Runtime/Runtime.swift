@@ -84,14 +84,16 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     // Guarded by `injectLock`.
     @exclusivity(unchecked) private var inject = RingBuffer<Runnable>()
     private let injectCount = Atomic<Int>(0)
-    private let liveTasks = Atomic<Int>(0)
-    /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
-    /// waiting (not queued anywhere).
+    /// Poll tasks alive and poll tasks spawned, guarded by `registryLock` (which spawn and finish
+    /// take anyway: counting there costs no atomic read-modify-write of its own).
+    @exclusivity(unchecked) private var livePollTasks = 0
+    @exclusivity(unchecked) private var pollTasksSpawned = 0
     /// Guards the live-task list; taken twice per poll task (spawn and finish), so a one-word
     /// lock rather than a pthread mutex.
     private let registryLock = WordLock()
-    /// Head of an intrusive list through `PollTaskBase.previousLive/nextLive`; each member holds
-    /// one retain for the list.
+    /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
+    /// waiting (not queued anywhere): the head of an intrusive list through
+    /// `PollTaskBase.previousLive/nextLive`; each member holds one retain for the list.
     @exclusivity(unchecked) private var liveHead: Unmanaged<PollTaskBase>?
     private let counters = Counters()
 
@@ -265,9 +267,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// the scheduler along.
     @usableFromInline
     func admit(_ task: PollTaskBase) {
-        liveTasks.add(1, ordering: .relaxed)
-        counters.spawned.add(1, ordering: .relaxed)
         registryLock.withLock {
+            livePollTasks += 1
+            pollTasksSpawned += 1
             let unmanaged = Unmanaged.passUnretained(task)
             task.nextLive = liveHead
             liveHead?.takeUnretainedValue().previousLive = unmanaged
@@ -415,8 +417,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     }
 
     func taskFinished(_ task: PollTaskBase) {
-        liveTasks.subtract(1, ordering: .relaxed)
         let wasListed = registryLock.withLock { () -> Bool in
+            livePollTasks -= 1
             let isHead = liveHead.map { $0.takeUnretainedValue() === task } ?? false
             guard task.previousLive != nil || task.nextLive != nil || isHead else { return false }
             if let previous = task.previousLive {
@@ -550,10 +552,11 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// Cheap to read at any time from any thread.
     public var metrics: Metrics {
         Metrics(
-            tasksSpawned: counters.spawned.load(ordering: .relaxed),
+            tasksSpawned: counters.spawned.load(ordering: .relaxed)
+                + registryLock.withLock { pollTasksSpawned },
             polls: counters.polls.load(ordering: .relaxed),
             parks: counters.parks.load(ordering: .relaxed),
-            pollTasksAlive: liveTasks.load(ordering: .relaxed),
+            pollTasksAlive: registryLock.withLock { livePollTasks },
             timersArmed: timers.lock.withLock { timers.count },
             ioRegistrations: reactor.registrations,
             workers: multi?.workerMetrics() ?? [],
