@@ -197,6 +197,30 @@ struct SyncChannelTests {
         #expect(all.values.allSatisfy { $0 == 1 }, "and exactly once")
     }
 
+    /// The first waiting receiver parks in the channel's inline slot, and a receive future that
+    /// is dropped cannot take its waker back out. The next receiver (queued behind that stale
+    /// slot) must still be woken by a send: sends wake the slot and the first queued receiver.
+    @Test func aDroppedReceiveInTheSlotDoesNotStrandTheNextReceiver() throws {
+        let runtime = try Runtime.currentThread()
+        let received = try withWatchdog("aDroppedReceiveInTheSlotDoesNotStrandTheNextReceiver") {
+            try runtime.run { () async throws -> Int? in
+                let (tx, rx) = try Channel<Int>.bounded(capacity: 4)
+                let first = try runtime.spawn(rx.receiveFuture())
+                await Tide.yield()
+                #expect(!first.isFinished)
+                first.cancel()
+                let firstOutcome = await first.wait()
+                #expect(throws: JoinError.cancelled) { try firstOutcome.get() }
+                let second = Tide.spawn { try await rx.receive() }
+                await Tide.yield()
+                #expect(!second.isFinished)
+                try await tx.send(7)
+                return try await second.value
+            }
+        }
+        #expect(received == 7)
+    }
+
     @Test func pollBasedSendAndReceiveOnLocalExecutor() throws {
         let (tx, rx) = try Channel<Int>.bounded(capacity: 3)
         let executor = LocalExecutor(parker: ConditionParker())

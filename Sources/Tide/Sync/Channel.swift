@@ -5,13 +5,20 @@
    buffer          ring of queued elements; `bound` is the capacity (Int.max when unbounded)
    closed          no more sends: `close()` was called or the last `Sender` copy went away
    receiversGone   the last `Receiver` copy went away: sends fail, the buffer was dropped
-   receivers       wait queue of receive futures (tag 0) waiting for an element or the end
+   receiverSlot    the first waiting receiver's waker, inline: the usual single consumer waits
+                   without allocating anything
+   receivers       wait queue of the other receive futures (tag 0) waiting for an element or
+                   the end (a second receiver at once, or a waker that is not the slot's)
    senders         wait queue of send futures (tag 1) waiting for room (bounded only)
 
- Send:     closed/receiversGone -> fail with the value; room -> push, wake the first receiver;
-           full -> register in `senders` (same lock hold: no lost wakeup).
+ Send:     closed/receiversGone -> fail with the value; room -> push, wake the slot's receiver
+           and the first queued one (the slot may hold the waker of a receive future that was
+           dropped, which cannot unregister: waking both means at most one spurious wake-up
+           and never a lost one); full -> register in `senders` (same lock hold: no lost
+           wakeup).
  Receive:  element -> pop, wake the first sender (a slot freed); closed -> end (nil);
-           empty -> register in `receivers`.
+           empty -> register: in `receiverSlot` if it is free (or already holds a waker for the
+           same task), else in `receivers` through a `Waiter` made on the spot.
  Close / last sender gone: set `closed`, wake every waiter; receivers drain, then see the end.
  Last receiver gone: set `receiversGone`, take the buffer out and drop it after unlocking (an
            element's deinit must never run under our lock), wake every sender.
@@ -127,6 +134,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline let bound: Int
     @exclusivity(unchecked) @usableFromInline var closed = false
     @exclusivity(unchecked) @usableFromInline var receiversGone = false
+    @exclusivity(unchecked) @usableFromInline var receiverSlot: Waker?
     @exclusivity(unchecked) @usableFromInline var receivers = WaitQueue()
     @exclusivity(unchecked) @usableFromInline var senders = WaitQueue()
 
@@ -140,10 +148,11 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     /// Under the lock: pushes `value` if there is room, else registers `waiter` (if any).
-    /// Returns the receiver to wake.
+    /// Returns the queued receiver to wake; the slot's receiver goes to `slotWake`.
     @inlinable
     func sendLocked(
-        _ value: Element, _ waiter: Waiter?, _ context: Context?, _ attempt: inout Attempt
+        _ value: Element, _ waiter: Waiter?, _ context: Context?, _ attempt: inout Attempt,
+        _ slotWake: inout Waker?
     ) -> Waker? {
         if closed || receiversGone {
             attempt = .closed
@@ -154,18 +163,21 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
             buffer.append(value)
             attempt = .done
             if let waiter { senders.remove(waiter.node) }
-            return receivers.wakeFirst()
+            slotWake = receiverSlot.take()
+            return receivers.isEmpty ? nil : receivers.wakeFirst()
         }
         attempt = .blocked
         if let waiter, let context { senders.register(waiter.node, context) }
         return nil
     }
 
-    /// Under the lock: pops an element if there is one, else registers `waiter` (if any) unless
-    /// the channel is closed. Returns the sender to wake.
+    /// Under the lock: pops an element if there is one, else registers the receive polling with
+    /// `context` (if any) unless the channel is closed: in the slot, or through `waiter` (made
+    /// here if needed). Returns the sender to wake.
     @inlinable
     func receiveLocked(
-        _ waiter: Waiter?, _ context: Context?, _ element: inout Element?, _ attempt: inout Attempt
+        _ waiter: inout Waiter?, _ context: Context?, _ element: inout Element?,
+        _ attempt: inout Attempt
     ) -> Waker? {
         if let value = buffer.popFirst() {
             element = value
@@ -179,7 +191,16 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
             return nil
         }
         attempt = .blocked
-        if let waiter, let context { receivers.register(waiter.node, context) }
+        guard let context else { return nil }
+        if let waiter {
+            receivers.register(waiter.node, context)
+        } else if receiverSlot == nil {
+            receiverSlot = context.cloneWaker()
+        } else if !receiverSlot!.willWake(context) {
+            let queued = Waiter(source: self, tag: Self.receiverTag)
+            receivers.register(queued.node, context)
+            waiter = queued
+        }
         return nil
     }
 
@@ -187,20 +208,31 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @inlinable
     func send(_ value: Element, _ waiter: Waiter?, _ context: Context?) -> Attempt {
         var attempt = Attempt.blocked
-        let wake = lock.withLock { sendLocked(value, waiter, context, &attempt) }
+        var slotWake: Waker?
+        let wake = lock.withLock { sendLocked(value, waiter, context, &attempt, &slotWake) }
         wake?.wake()
+        let slotWaker = slotWake.take()
+        slotWaker?.wake()
         return attempt
     }
 
-    /// One receive attempt; wakes the sender it made room for.
+    /// One receive attempt; wakes the sender it made room for. `waiter` is the receive's
+    /// queue entry, if it has one (it may get one here).
     @inlinable
-    func receive(_ waiter: Waiter?, _ context: Context?, _ attempt: inout Attempt) -> Element? {
+    func receive(_ waiter: inout Waiter?, _ context: Context?, _ attempt: inout Attempt) -> Element? {
         var element: Element? = nil
         var result = Attempt.blocked
-        let wake = lock.withLock { receiveLocked(waiter, context, &element, &result) }
+        let wake = lock.withLock { receiveLocked(&waiter, context, &element, &result) }
         wake?.wake()
         attempt = result
         return element
+    }
+
+    /// A receive attempt that registers nothing.
+    @inlinable
+    func tryReceive(_ attempt: inout Attempt) -> Element? {
+        var none: Waiter?
+        return receive(&none, nil, &attempt)
     }
 
     /// Closes the channel for sending; wakes everyone so they see it.
@@ -210,6 +242,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         lock.withLock {
             guard !closed else { return }
             closed = true
+            list.add(receiverSlot.take())
             receivers.wakeAll(into: &list)
             senders.wakeAll(into: &list)
         }
@@ -223,6 +256,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         var dropped = lock.withLock {
             receiversGone = true
             senders.wakeAll(into: &list)
+            list.add(receiverSlot.take())
             receivers.wakeAll(into: &list)
             return buffer.takeAll()
         }

@@ -20,7 +20,7 @@ public struct Receiver<Element: Sendable>: Sendable {
     public nonisolated(nonsending) func receive() async throws(CancellationError) -> Element? {
         if !Coop.spend() { await Tide.yield() }
         var attempt = ChannelStorage<Element>.Attempt.blocked
-        let element = handle.storage.receive(nil, nil, &attempt)
+        let element = handle.storage.tryReceive(&attempt)
         if attempt != .blocked { return element }
         return try await ReceiveFuture(handle: handle).waitCancellable()
     }
@@ -32,7 +32,7 @@ public struct Receiver<Element: Sendable>: Sendable {
     @inlinable
     public func tryReceive() throws(TryReceiveError) -> Element {
         var attempt = ChannelStorage<Element>.Attempt.blocked
-        let element = handle.storage.receive(nil, nil, &attempt)
+        let element = handle.storage.tryReceive(&attempt)
         switch attempt {
         case .done: return element.unsafelyUnwrapped
         case .closed: throw .closed
@@ -69,14 +69,8 @@ public struct ReceiveFuture<Element: Sendable>: Future {
     @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<Element?> {
         guard Coop.proceed(&context) else { return .pending }
-        let storage = handle.storage
         var attempt = ChannelStorage<Element>.Attempt.blocked
-        if waiter == nil {
-            let element = storage.receive(nil, nil, &attempt)
-            if attempt != .blocked { return .ready(element) }
-            waiter = Waiter(source: storage, tag: ChannelStorage<Element>.receiverTag)
-        }
-        let element = storage.receive(waiter, context, &attempt)
+        let element = handle.storage.receive(&waiter, context, &attempt)
         if attempt != .blocked { return .ready(element) }
         return .pending
     }
