@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Testing
 @testable import Tide
@@ -197,6 +200,90 @@ struct SyncChannelTests {
         #expect(all.values.allSatisfy { $0 == 1 }, "and exactly once")
     }
 
+    /// A Swift receive parked on an empty channel is handed the next value directly; the next
+    /// receiver, which found one already waiting, queues behind it, so values go to waiting
+    /// receivers in arrival order. A parked receive that is cancelled takes nothing, and the
+    /// value sent after it stays in the channel.
+    @Test func parkedReceivesGetValuesInOrderAndCancelLosesNothing() throws {
+        let runtime = try Runtime.currentThread()
+        let outcome = try withWatchdog("parkedReceivesGetValuesInOrderAndCancelLosesNothing") {
+            try runtime.run { () async throws -> [Int?] in
+                let (tx, rx) = try Channel<Int>.bounded(capacity: 4)
+                let first = Tide.spawn { try await rx.receive() }
+                await Tide.yield()
+                let second = Tide.spawn { try await rx.receive() }
+                await Tide.yield()
+                try await tx.send(1)
+                try await tx.send(2)
+                let firstValue = try await first.value
+                let secondValue = try await second.value
+
+                let cancelled = Tide.spawn { try await rx.receive() }
+                await Tide.yield()
+                cancelled.cancel()
+                await #expect(throws: CancellationError.self) { try await cancelled.value }
+                try await tx.send(3)
+                let third = try rx.tryReceive()
+
+                let parked = Tide.spawn { try await rx.receive() }
+                await Tide.yield()
+                tx.close()
+                let end = try await parked.value
+                return [firstValue, secondValue, third, end]
+            }
+        }
+        #expect(outcome == [1, 2, 3, nil])
+    }
+
+    /// Hand-offs to a parked receive racing its cancellation, with random timing: a plain thread
+    /// sends 0..<2000 slowly (so the receive mostly finds the channel empty and parks in the
+    /// slot), another cancels whichever receive is outstanding, and a consumer task receives
+    /// one value at a time (each receive in a task of its own, retried when cancelled) until it
+    /// has them all. A value lost by a cancelled receive would leave the consumer waiting
+    /// forever: the watchdog fails the test. Each value must arrive exactly once.
+    @Test func stressHandOffRacingCancelLosesNothing() throws {
+        let count = 2_000
+        let (tx, rx) = try Channel<Int>.bounded(capacity: count)
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        let received = Tally()
+        let outstanding = OutstandingReceive()
+        try withWatchdog("stressHandOffRacingCancelLosesNothing") {
+            try runtime.run { () async throws -> Void in
+                let sender = TestThread {
+                    var random = TestRandom(seed: 21)
+                    for value in 0..<count {
+                        jitter(&random, upTo: 6)
+                        try? tx.trySend(value)
+                    }
+                }
+                let canceller = TestThread {
+                    var random = TestRandom(seed: 22)
+                    while !outstanding.isFinished {
+                        jitter(&random, upTo: 12)
+                        outstanding.cancel()
+                    }
+                }
+                var total = 0
+                while total < count {
+                    let receive = Tide.spawn { () -> Int? in try? await rx.receive() }
+                    outstanding.set(receive)
+                    if let value = try await receive.value {
+                        received.add(value)
+                        total += 1
+                    }
+                }
+                outstanding.finish()
+                sender.join()
+                canceller.join()
+            }
+        }
+        let all = received.snapshot
+        #expect(all.count == count)
+        #expect(all.values.allSatisfy { $0 == 1 })
+        #expect(throws: TryReceiveError.empty) { try rx.tryReceive() }
+    }
+
     /// The first waiting receiver parks in the channel's inline slot, and a receive future that
     /// is dropped cannot take its waker back out. The next receiver (queued behind that stale
     /// slot) must still be woken by a send: sends wake the slot and the first queued receiver.
@@ -273,4 +360,16 @@ private struct ConsumerFuture: Future {
             consume(value)
         }
     }
+}
+
+/// The receive a stress test's canceller may cancel.
+private final class OutstandingReceive: @unchecked Sendable {
+    private let lock = SyncLock()
+    private var handle: JoinHandle<Int?>?
+    private var finished = false
+
+    func set(_ handle: JoinHandle<Int?>) { lock.withLock { self.handle = handle } }
+    func cancel() { lock.withLock { handle }?.cancel() }
+    func finish() { lock.withLock { finished = true } }
+    var isFinished: Bool { lock.withLock { finished } }
 }

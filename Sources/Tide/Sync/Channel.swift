@@ -7,6 +7,11 @@
    receiversGone   the last `Receiver` copy went away: sends fail, the buffer was dropped
    receiverSlot    the first waiting receiver's waker, inline: the usual single consumer waits
                    without allocating anything
+   parkedReceiver  or, instead of a waker, the slot is reserved (`receiverReserved`) by a Swift
+                   `receive()`, whose continuation a send resumes with the value itself (handed
+                   over, never buffered); `receiverReservation` numbers the reservations so a
+                   cancellation handler can only take back its own continuation. A Swift
+                   receive reserves only when no other receiver waits (FIFO stays fair).
    receivers       wait queue of the other receive futures (tag 0) waiting for an element or
                    the end (a second receiver at once, or a waker that is not the slot's)
    senders         wait queue of send futures (tag 1) waiting for room (bounded only)
@@ -135,6 +140,18 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @exclusivity(unchecked) @usableFromInline var closed = false
     @exclusivity(unchecked) @usableFromInline var receiversGone = false
     @exclusivity(unchecked) @usableFromInline var receiverSlot: Waker?
+    @exclusivity(unchecked) @usableFromInline var receiverReserved = false
+    @exclusivity(unchecked) @usableFromInline var receiverReservation: UInt32 = 0
+    @exclusivity(unchecked) @usableFromInline
+    var parkedReceiver: UnsafeContinuation<ReceiveOutcome, Never>?
+
+    /// What a parked Swift receive is resumed with.
+    @usableFromInline
+    enum ReceiveOutcome {
+        case element(Element)
+        case closed
+        case cancelled
+    }
     @exclusivity(unchecked) @usableFromInline var receivers = WaitQueue()
     @exclusivity(unchecked) @usableFromInline var senders = WaitQueue()
 
@@ -152,10 +169,18 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @inlinable
     func sendLocked(
         _ value: Element, _ waiter: Waiter?, _ context: Context?, _ attempt: inout Attempt,
-        _ slotWake: inout Waker?
+        _ slotWake: inout Waker?, _ handoff: inout UnsafeContinuation<ReceiveOutcome, Never>?
     ) -> Waker? {
         if closed || receiversGone {
             attempt = .closed
+            if let waiter { senders.remove(waiter.node) }
+            return nil
+        }
+        if parkedReceiver != nil {
+            // A Swift receive is parked (so the buffer is empty): hand the value over.
+            receiverReserved = false
+            handoff = parkedReceiver.take()
+            attempt = .done
             if let waiter { senders.remove(waiter.node) }
             return nil
         }
@@ -194,9 +219,9 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         guard let context else { return nil }
         if let waiter {
             receivers.register(waiter.node, context)
-        } else if receiverSlot == nil {
+        } else if receiverSlot == nil && !receiverReserved {
             receiverSlot = context.cloneWaker()
-        } else if !receiverSlot!.willWake(context) {
+        } else if receiverReserved || !receiverSlot!.willWake(context) {
             let queued = Waiter(source: self, tag: Self.receiverTag)
             receivers.register(queued.node, context)
             waiter = queued
@@ -209,11 +234,73 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     func send(_ value: Element, _ waiter: Waiter?, _ context: Context?) -> Attempt {
         var attempt = Attempt.blocked
         var slotWake: Waker?
-        let wake = lock.withLock { sendLocked(value, waiter, context, &attempt, &slotWake) }
+        var handoff: UnsafeContinuation<ReceiveOutcome, Never>?
+        let wake = lock.withLock {
+            sendLocked(value, waiter, context, &attempt, &slotWake, &handoff)
+        }
+        if let handoff {
+            handoff.resume(returning: .element(value))
+            return attempt
+        }
         wake?.wake()
         let slotWaker = slotWake.take()
         slotWaker?.wake()
         return attempt
+    }
+
+    /// A Swift `receive()`'s step after its fast path: `.closed` if the channel is closed and
+    /// drained; else a reservation of the slot, or nil (another receiver waits, or an element
+    /// arrived meanwhile): then it receives through a `ReceiveFuture`.
+    @usableFromInline
+    func reserveReceive() -> (closed: Bool, reservation: UInt32?) {
+        lock.withLock {
+            guard buffer.isEmpty else { return (false, nil) }
+            if closed { return (true, nil) }
+            guard receiverSlot == nil, !receiverReserved, receivers.isEmpty else { return (false, nil) }
+            receiverReserved = true
+            receiverReservation &+= 1
+            return (false, receiverReservation)
+        }
+    }
+
+    /// Parks the reserving receive's continuation, or resumes it at once with an element that
+    /// arrived, the end, or its cancellation.
+    @usableFromInline
+    func parkReceive(_ continuation: UnsafeContinuation<ReceiveOutcome, Never>) {
+        var senderWake: Waker?
+        let now: ReceiveOutcome? = lock.withLock {
+            if let value = buffer.popFirst() {
+                receiverReserved = false
+                if !senders.isEmpty { senderWake = senders.wakeFirst() }
+                return .element(value)
+            }
+            if closed {
+                receiverReserved = false
+                return .closed
+            }
+            if Task.isCancelled {
+                receiverReserved = false
+                return .cancelled
+            }
+            parkedReceiver = continuation
+            return nil
+        }
+        let waker = senderWake.take()
+        waker?.wake()
+        if let now { continuation.resume(returning: now) }
+    }
+
+    /// The cancellation handler of the receive holding `reservation`.
+    @usableFromInline
+    func cancelParkedReceive(_ reservation: UInt32) {
+        let parked = lock.withLock { () -> UnsafeContinuation<ReceiveOutcome, Never>? in
+            guard receiverReserved, receiverReservation == reservation,
+                let parked = parkedReceiver.take()
+            else { return nil }
+            receiverReserved = false
+            return parked
+        }
+        parked?.resume(returning: .cancelled)
     }
 
     /// One receive attempt; wakes the sender it made room for. `waiter` is the receive's
@@ -239,13 +326,18 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline
     func close() {
         var list = WakeList()
-        lock.withLock {
-            guard !closed else { return }
+        let parked = lock.withLock { () -> UnsafeContinuation<ReceiveOutcome, Never>? in
+            guard !closed else { return nil }
             closed = true
+            receiverReserved = false
+            let parked = parkedReceiver.take()
             list.add(receiverSlot.take())
             receivers.wakeAll(into: &list)
             senders.wakeAll(into: &list)
+            return parked
         }
+        // A parked receive implies an empty buffer: it sees the end.
+        parked?.resume(returning: .closed)
         list.wakeAll()
     }
 

@@ -20,9 +20,32 @@ public struct Receiver<Element: Sendable>: Sendable {
     public nonisolated(nonsending) func receive() async throws(CancellationError) -> Element? {
         if !Coop.spend() { await Tide.yield() }
         var attempt = ChannelStorage<Element>.Attempt.blocked
-        let element = handle.storage.tryReceive(&attempt)
+        let storage = handle.storage
+        let element = storage.tryReceive(&attempt)
         if attempt != .blocked { return element }
-        return try await ReceiveFuture(handle: handle).waitCancellable()
+        let (closed, reservation) = storage.reserveReceive()
+        if closed { return nil }
+        guard let reservation else {
+            // Another receiver waits (or a value just arrived): the queued, fair path.
+            return try await receiveQueued()
+        }
+        let outcome = await withTaskCancellationHandler {
+            await withUnsafeContinuation { continuation in storage.parkReceive(continuation) }
+        } onCancel: {
+            storage.cancelParkedReceive(reservation)
+        }
+        switch outcome {
+        case .element(let value): return value
+        case .closed: return nil
+        case .cancelled: throw CancellationError()
+        }
+    }
+
+    /// The receive through a `ReceiveFuture` (a call of its own, so that its frame is not part
+    /// of every receive's frame).
+    @usableFromInline
+    nonisolated(nonsending) func receiveQueued() async throws(CancellationError) -> Element? {
+        try await ReceiveFuture(handle: handle).waitCancellable()
     }
 
     /// Takes a value if one is buffered, without suspending.
