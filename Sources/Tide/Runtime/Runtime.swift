@@ -11,7 +11,9 @@
 
  Loop (`runLoop`): take up to 61 runnables from `local`, then move everything from `inject` to
  `local`; every 61 runs poll the reactor and the timers without blocking, so a busy runtime still
- sees I/O and timers; when `local` is empty, park.
+ sees I/O and timers; when `local` is empty, park. After each Swift job the loop resumes the
+ tasks that called `Tide.yield()` in it (`deferredResumes`): they go to the back of `local`. A
+ poll task that woke itself goes back there too, keeping the queue's reference to it.
 
  Parking without lost wakeups: the owner sets `sleeping`, then re-checks `inject`'s count, then
  computes the timer timeout, then blocks in epoll_wait. A remote pusher increments the count and

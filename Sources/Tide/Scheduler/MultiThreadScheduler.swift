@@ -13,6 +13,13 @@
  shared `woken` queue, which every worker serves right after its LIFO slot: a backlog of new or
  yielded work must not make timers late.
 
+ Yields. `Tide.yield()` parks the task's continuation in the worker's `deferredResumes`; the
+ worker resumes it when the current job returns, still inside that job's turn, with `deferNext`
+ set so the task goes to the back of the local queue (tokio's `yield_now`: one job per yield,
+ where `Task.yield()` costs two). A poll task that woke itself is queued the same way. Either
+ wakes a sibling only if other work is queued here: waking one for the yielder alone made it
+ steal the task and bounce it between cores.
+
  Finding work, in order: LIFO slot, woken queue, local queue, global queue (up to half its length, at most
  128), then steal half of another worker's local queue (or its LIFO slot), starting at a random
  victim. `searching` counts workers that are stealing; at most half the workers search at once.
