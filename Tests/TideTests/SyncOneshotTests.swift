@@ -144,31 +144,12 @@ struct SyncOneshotTests {
     /// Nothing is lost and no task hangs.
     @Test func stressCancelRacingSendLosesNothing() throws {
         let count = 2_000
-        var senders: [OneshotSender<Int>?] = []
-        var receivers: [OneshotReceiver<Int>] = []
-        for _ in 0..<count {
-            let (tx, rx) = Oneshot<Int>.make()
-            senders.append(tx)
-            receivers.append(rx)
-        }
-        let box = SenderBox(senders)
-        senders.removeAll()
-        let waiting = receivers
+        let (box, waiting) = makeOneshots(count)
         let runtime = try Runtime.multiThread(workers: 2)
         defer { runtime.shutdown() }
         try withWatchdog("stressCancelRacingSendLosesNothing") {
             let outcomes = try runtime.run { () async throws -> [Int] in
-                var handles: [JoinHandle<Int>] = []
-                for index in 0..<count {
-                    let receiver = waiting[index]
-                    handles.append(Tide.spawn { () -> Int in
-                        do {
-                            return try await receiver.receive()
-                        } catch OneshotError.cancelled {
-                            return -1
-                        }
-                    })
-                }
+                let handles = spawnReceives(waiting, endingWith: .cancelled)
                 let cancels = handles
                 let threads = (0..<2).map { offset in
                     TestThread {
@@ -206,32 +187,12 @@ struct SyncOneshotTests {
     /// the watchdog turns that into a failure).
     @Test func stressEveryOutcomeArrivesOnceFromOtherThreads() throws {
         let count = 2_000
-        var senders: [OneshotSender<Int>?] = []
-        var receivers: [OneshotReceiver<Int>] = []
-        for _ in 0..<count {
-            let (tx, rx) = Oneshot<Int>.make()
-            senders.append(tx)
-            receivers.append(rx)
-        }
+        let (box, waiting) = makeOneshots(count)
         let runtime = try Runtime.multiThread(workers: 2)
         defer { runtime.shutdown() }
-        let box = SenderBox(senders)
-        senders.removeAll()
-        let waiting = receivers
-        receivers.removeAll()
         try withWatchdog("stressEveryOutcomeArrivesOnceFromOtherThreads") {
             let outcomes = try runtime.run { () async throws -> [Int] in
-                var handles: [JoinHandle<Int>] = []
-                for index in 0..<count {
-                    let receiver = waiting[index]
-                    handles.append(Tide.spawn { () -> Int in
-                        do {
-                            return try await receiver.receive()
-                        } catch OneshotError.closed {
-                            return -1
-                        }
-                    })
-                }
+                let handles = spawnReceives(waiting, endingWith: .closed)
                 // Four plain threads complete the oneshots: even indices send their index, odd ones
                 // drop the sender, each after random jitter.
                 let threads = (0..<4).map { offset in
@@ -258,6 +219,33 @@ struct SyncOneshotTests {
             #expect(outcomes.enumerated().allSatisfy { index, value in
                 index % 2 == 0 ? value == index : value == -1
             })
+        }
+    }
+}
+
+/// `count` oneshots: their senders in a box for plain threads, and their receivers.
+private func makeOneshots(_ count: Int) -> (SenderBox, [OneshotReceiver<Int>]) {
+    var senders: [OneshotSender<Int>?] = []
+    var receivers: [OneshotReceiver<Int>] = []
+    for _ in 0..<count {
+        let (tx, rx) = Oneshot<Int>.make()
+        senders.append(tx)
+        receivers.append(rx)
+    }
+    return (SenderBox(senders), receivers)
+}
+
+/// One task per receiver, returning the value, or -1 when the receive fails with `ending`.
+private func spawnReceives(
+    _ receivers: [OneshotReceiver<Int>], endingWith ending: OneshotError
+) -> [JoinHandle<Int>] {
+    receivers.map { receiver in
+        Tide.spawn { () -> Int in
+            do throws(OneshotError) {
+                return try await receiver.receive()
+            } catch where error == ending {
+                return -1
+            }
         }
     }
 }
