@@ -502,7 +502,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         guard let pointer = pthread_getspecific(currentKey) else { return false }
         return Unmanaged<Runtime>.fromOpaque(pointer)._withUnsafeGuaranteedRef { runtime in
             if let multi = runtime.multiUnowned { return multi.deferResume(continuation) }
-            guard runtime.inTurn, runtime.owner.load(ordering: .relaxed) == UInt(pthread_self())
+            guard runtime.owner.load(ordering: .relaxed) == UInt(pthread_self()), runtime.inTurn
             else { return false }
             runtime.deferredResumes.append(continuation)
             return true

@@ -178,7 +178,6 @@ final class MultiThreadScheduler: @unchecked Sendable {
         woken.destroy()
     }
 
-    /// The worker running on the calling thread, if it belongs to this scheduler.
     /// Parks `continuation` in the calling worker's deferred list if the caller runs inside one
     /// of this scheduler's jobs; false otherwise.
     func deferResume(_ continuation: UnsafeContinuation<Bool, Never>) -> Bool {
@@ -205,6 +204,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         worker.deferredResumes.removeAll(keepingCapacity: true)
     }
 
+    /// The worker running on the calling thread, if it belongs to this scheduler.
     var currentWorker: Worker? {
         guard let pointer = pthread_getspecific(Self.workerKey) else { return nil }
         let worker = Unmanaged<Worker>.fromOpaque(pointer).takeUnretainedValue()
