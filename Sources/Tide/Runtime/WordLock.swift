@@ -28,8 +28,9 @@ struct WordLock: ~Copyable, @unchecked Sendable {
     @usableFromInline let word = Atomic<UInt32>(0)
     @usableFromInline let key: UInt32
 
+    @usableFromInline
     init() {
-        // Odd multiples of a large odd constant: consecutive locks land in different buckets.
+        // Successive multiples of a large odd constant: consecutive locks land in different buckets.
         key = UInt32(truncatingIfNeeded: wordLockKeys.wrappingAdd(1, ordering: .relaxed).newValue &* 0x9E37_79B9)
     }
 
