@@ -169,6 +169,13 @@ struct Global: AsyncParsableCommand {
         // (where the async main started), and Swift lets a call into a free actor run inline on
         // the caller's thread.
         report("default actor runs on a Tide worker", await Task.detached { await Probe().check(runtime) }.value)
+        report("Tide.yield in a plain task resumes it on a Tide worker", await Task.detached { () -> Bool in
+            for _ in 0..<100 { await Tide.yield() }
+            return Runtime.current === runtime
+        }.value)
+        report("Tide.yield in a default actor resumes it on a Tide worker", await Task.detached {
+            await Probe().yieldAndCheck(runtime)
+        }.value)
         let (slept, sleptOnTide) = await Task.detached { () -> (Duration, Bool) in
             let clock = ContinuousClock()
             let start = clock.now
@@ -209,4 +216,9 @@ struct Global: AsyncParsableCommand {
 
 actor Probe {
     func check(_ runtime: Runtime) -> Bool { Runtime.current === runtime }
+
+    func yieldAndCheck(_ runtime: Runtime) async -> Bool {
+        for _ in 0..<100 { await Tide.yield() }
+        return Runtime.current === runtime
+    }
 }
