@@ -30,14 +30,7 @@ struct SyncOneshotTests {
         (tx, rx) = Oneshot<Int>.make()
         #expect(throws: OneshotError.empty) { try rx.tryReceive() }
         #expect(tx != nil)
-        let waiting = Task { () async -> OneshotError? in
-            do throws(OneshotError) {
-                _ = try await rx.receive()
-                return nil
-            } catch {
-                return error
-            }
-        }
+        let waiting = receiveError(rx)
         await Task.yield()
         tx = nil
         let error = try await withTimeout { await waiting.value }
@@ -57,14 +50,7 @@ struct SyncOneshotTests {
 
     @Test func cancelledReceiveLeavesTheValue() async throws {
         let (tx, rx) = Oneshot<Int>.make()
-        let waiting = Task { () async -> OneshotError? in
-            do throws(OneshotError) {
-                _ = try await rx.receive()
-                return nil
-            } catch {
-                return error
-            }
-        }
+        let waiting = receiveError(rx)
         waiting.cancel()
         let error = try await withTimeout { await waiting.value }
         #expect(error == .cancelled)
@@ -121,14 +107,7 @@ struct SyncOneshotTests {
     @Test func cancelledReceiveFreesTheSlotForTheNextOne() async throws {
         let (tx, rx) = Oneshot<Int>.make()
         for _ in 0..<3 {
-            let waiting = Task { () async -> OneshotError? in
-                do throws(OneshotError) {
-                    _ = try await rx.receive()
-                    return nil
-                } catch {
-                    return error
-                }
-            }
+            let waiting = receiveError(rx)
             await Task.yield()
             waiting.cancel()
             #expect(try await withTimeout { await waiting.value } == .cancelled)
@@ -219,6 +198,18 @@ struct SyncOneshotTests {
             #expect(outcomes.enumerated().allSatisfy { index, value in
                 index % 2 == 0 ? value == index : value == -1
             })
+        }
+    }
+}
+
+/// A task that receives from `rx` and returns why it got no value (nil if it got one).
+private func receiveError(_ rx: OneshotReceiver<Int>) -> Task<OneshotError?, Never> {
+    Task { () async -> OneshotError? in
+        do throws(OneshotError) {
+            _ = try await rx.receive()
+            return nil
+        } catch {
+            return error
         }
     }
 }
