@@ -543,15 +543,7 @@ private struct YieldGateYield: Future {
     var after: Int
     let done: AtomicCounter
     let value: Int
-    var waiting: PollFn<Void>?
-
-    init(before: Int, gate: Gate, after: Int, done: AtomicCounter, value: Int) {
-        self.before = before
-        self.gate = gate
-        self.after = after
-        self.done = done
-        self.value = value
-    }
+    var waiting: PollFn<Void>? = nil
 
     mutating func poll(_ context: inout Context) -> Poll<Int> {
         if before > 0 {
