@@ -5,13 +5,11 @@
    buffer          ring of queued elements; `bound` is the capacity (Int.max when unbounded)
    closed          no more sends: `close()` was called or the last `Sender` copy went away
    receiversGone   the last `Receiver` copy went away: sends fail, the buffer was dropped
-   receiverSlot    the first waiting receiver's waker, inline: the usual single consumer waits
-                   without allocating anything
-   parkedReceiver  or, instead of a waker, the slot is reserved (`receiverReserved`) by a Swift
-                   `receive()`, whose continuation a send resumes with the value itself (handed
-                   over, never buffered); `receiverReservation` numbers the reservations so a
-                   cancellation handler can only take back its own continuation. A Swift
-                   receive reserves only when no other receiver waits (FIFO stays fair).
+   receiverSlot    the first waiting receiver, inline (a `WaiterSlot`), so the usual single
+                   consumer waits without allocating anything: a poll future's waker, or a
+                   Swift `receive()`'s reservation and parked continuation, which a send resumes
+                   with the value itself (handed over, never buffered). A Swift receive reserves
+                   only when no other receiver waits (FIFO stays fair).
    receivers       wait queue of the other receive futures (tag 0) waiting for an element or
                    the end (a second receiver at once, or a waker that is not the slot's)
    senders         wait queue of send futures (tag 1) waiting for room (bounded only)
@@ -139,11 +137,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline let bound: Int
     @exclusivity(unchecked) @usableFromInline var closed = false
     @exclusivity(unchecked) @usableFromInline var receiversGone = false
-    @exclusivity(unchecked) @usableFromInline var receiverSlot: Waker?
-    @exclusivity(unchecked) @usableFromInline var receiverReserved = false
-    @exclusivity(unchecked) @usableFromInline var receiverReservation: UInt32 = 0
-    @exclusivity(unchecked) @usableFromInline
-    var parkedReceiver: UnsafeContinuation<ReceiveOutcome, Never>?
+    @exclusivity(unchecked) @usableFromInline var receiverSlot = WaiterSlot<ReceiveOutcome>()
 
     /// What a parked Swift receive is resumed with.
     @usableFromInline
@@ -176,10 +170,9 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
             if let waiter { senders.remove(waiter.node) }
             return nil
         }
-        if parkedReceiver != nil {
+        if receiverSlot.hasParked {
             // A Swift receive is parked (so the buffer is empty): hand the value over.
-            receiverReserved = false
-            handoff = parkedReceiver.take()
+            handoff = receiverSlot.takeParked()
             attempt = .done
             if let waiter { senders.remove(waiter.node) }
             return nil
@@ -188,7 +181,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
             buffer.append(value)
             attempt = .done
             if let waiter { senders.remove(waiter.node) }
-            slotWake = receiverSlot.take()
+            slotWake = receiverSlot.takeWaker()
             return receivers.isEmpty ? nil : receivers.wakeFirst()
         }
         attempt = .blocked
@@ -219,9 +212,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         guard let context else { return nil }
         if let waiter {
             receivers.register(waiter.node, context)
-        } else if receiverSlot == nil && !receiverReserved {
-            receiverSlot = context.cloneWaker()
-        } else if receiverReserved || !receiverSlot!.willWake(context) {
+        } else if !receiverSlot.register(context) {
             let queued = Waiter(source: self, tag: Self.receiverTag)
             receivers.register(queued.node, context)
             waiter = queued
@@ -256,10 +247,8 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         lock.withLock {
             guard buffer.isEmpty else { return (false, nil) }
             if closed { return (true, nil) }
-            guard receiverSlot == nil, !receiverReserved, receivers.isEmpty else { return (false, nil) }
-            receiverReserved = true
-            receiverReservation &+= 1
-            return (false, receiverReservation)
+            guard receiverSlot.isFree, receivers.isEmpty else { return (false, nil) }
+            return (false, receiverSlot.reserve())
         }
     }
 
@@ -270,19 +259,19 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         var senderWake: Waker?
         let now: ReceiveOutcome? = lock.withLock {
             if let value = buffer.popFirst() {
-                receiverReserved = false
+                receiverSlot.release()
                 if !senders.isEmpty { senderWake = senders.wakeFirst() }
                 return .element(value)
             }
             if closed {
-                receiverReserved = false
+                receiverSlot.release()
                 return .closed
             }
             if Task.isCancelled {
-                receiverReserved = false
+                receiverSlot.release()
                 return .cancelled
             }
-            parkedReceiver = continuation
+            receiverSlot.park(continuation)
             return nil
         }
         let waker = senderWake.take()
@@ -293,13 +282,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     /// The cancellation handler of the receive holding `reservation`.
     @usableFromInline
     func cancelParkedReceive(_ reservation: UInt32) {
-        let parked = lock.withLock { () -> UnsafeContinuation<ReceiveOutcome, Never>? in
-            guard receiverReserved, receiverReservation == reservation,
-                let parked = parkedReceiver.take()
-            else { return nil }
-            receiverReserved = false
-            return parked
-        }
+        let parked = lock.withLock { receiverSlot.takeParked(reservation: reservation) }
         parked?.resume(returning: .cancelled)
     }
 
@@ -329,9 +312,8 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         let parked = lock.withLock { () -> UnsafeContinuation<ReceiveOutcome, Never>? in
             guard !closed else { return nil }
             closed = true
-            receiverReserved = false
-            let parked = parkedReceiver.take()
-            list.add(receiverSlot.take())
+            let parked = receiverSlot.takeParked()
+            list.add(receiverSlot.takeWaker())
             receivers.wakeAll(into: &list)
             senders.wakeAll(into: &list)
             return parked
@@ -348,7 +330,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         var dropped = lock.withLock {
             receiversGone = true
             senders.wakeAll(into: &list)
-            list.add(receiverSlot.take())
+            list.add(receiverSlot.takeWaker())
             receivers.wakeAll(into: &list)
             return buffer.takeAll()
         }

@@ -4,9 +4,8 @@
 
  State (guarded by `lock`, a one-word lock): `value` (set by send, taken by the receiver),
  `phase` (open, sent, senderDropped, received), `receiverGone`, and the waiters:
- - `slot`: the first waiter, stored inline. Either a `Waker` (`slotKind == waker`: a poll
-   future registered it) or reserved by a Swift `receive()` (`slotKind == reserved`), whose
-   continuation is stored in `continuation` and resumed with the result itself.
+ - `slot`: the first waiter, inline (a `WaiterSlot`): a poll future's waker, or a Swift
+   `receive()`'s reservation and parked continuation, resumed with the result itself.
  - `waiters`: a `WaitQueue` for every other waiter (a second task receiving at the same time, or
    a future whose waker is not the slot's). Rare; only these allocate a `Waiter`.
  Sending or dropping the sender hands the value (or `.closed`) to a parked continuation, and wakes
@@ -15,9 +14,9 @@
  Cancel safety. A dropped receive future leaves nothing behind but, at most, its waker in the
  slot (woken once, spuriously, when the channel completes; any waker that `willWake` the same
  task reuses it); a queued one unlinks its node in `abandon`. A cancelled Swift `receive()`
- takes its continuation back out of the slot; its `reservation` number (bumped by every
- reservation) makes sure the cancellation handler of one receive never resumes a later one's
- continuation. In every case the value, if sent, stays in the cell for the next receive.
+ takes its continuation back out of the slot (by its reservation's number, so the handler of one
+ receive never resumes a later one's continuation). In every case the value, if sent, stays in
+ the cell for the next receive.
 */
 
 /// Creates a one-shot channel: ``OneshotSender/send(_:)`` once, ``OneshotReceiver/receive()`` once.
@@ -59,29 +58,16 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     @usableFromInline static var senderDropped: UInt8 { 2 }
     @usableFromInline static var received: UInt8 { 3 }
 
-    @usableFromInline static var slotEmpty: UInt8 { 0 }
-    @usableFromInline static var slotWaker: UInt8 { 1 }
-    @usableFromInline static var slotReserved: UInt8 { 2 }
-
     // Stored properties are laid out in declaration order: this order leaves the least padding.
     @usableFromInline let lock = WordLock()
-    @exclusivity(unchecked) @usableFromInline var reservation: UInt32 = 0
     @exclusivity(unchecked) @usableFromInline var value: Value?
     @exclusivity(unchecked) @usableFromInline var phase: UInt8 = 0
-    @exclusivity(unchecked) @usableFromInline var slotKind: UInt8 = 0
     @exclusivity(unchecked) @usableFromInline var receiverGone = false
-    @exclusivity(unchecked) @usableFromInline var slot: Waker?
-    @exclusivity(unchecked) @usableFromInline
-    var continuation: UnsafeContinuation<Result<Value, OneshotError>, Never>?
+    @exclusivity(unchecked) @usableFromInline var slot = WaiterSlot<Result<Value, OneshotError>>()
     @exclusivity(unchecked) @usableFromInline var waiters = WaitQueue()
 
     @usableFromInline
     init() {}
-
-    @inlinable
-    func withLock<R: ~Copyable>(_ body: () -> R) -> R {
-        lock.withLock(body)
-    }
 
     /// What a completed channel gives a receive (the caller holds the lock, `phase != open`).
     @inlinable
@@ -102,9 +88,8 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     func takeWaiters(into list: inout WakeList)
         -> UnsafeContinuation<Result<Value, OneshotError>, Never>?
     {
-        let parked = continuation.take()
-        if slotKind == Self.slotWaker { list.add(slot.take()) }
-        slotKind = Self.slotEmpty
+        let parked = slot.takeParked()
+        list.add(slot.takeWaker())
         waiters.wakeAll(into: &list)
         return parked
     }
@@ -112,7 +97,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     func send(_ value: Value) throws(OneshotSendError<Value>) {
         var list = WakeList()
         var parked: UnsafeContinuation<Result<Value, OneshotError>, Never>?
-        let outcome: Int = withLock {
+        let outcome: Int = lock.withLock {
             if phase != Self.open { return 1 }
             if receiverGone { return 2 }
             parked = takeWaiters(into: &list)
@@ -132,7 +117,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     func senderDropped() {
         var list = WakeList()
-        let parked = withLock { () -> UnsafeContinuation<Result<Value, OneshotError>, Never>? in
+        let parked = lock.withLock { () -> UnsafeContinuation<Result<Value, OneshotError>, Never>? in
             guard phase == Self.open else { return nil }
             phase = Self.senderDropped
             return takeWaiters(into: &list)
@@ -144,10 +129,9 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     func receiverDropped() {
         // A receive holds the receiver, so nothing is parked; a stale slot waker may remain.
         var stale: Waker?
-        let dropped: Value? = withLock {
+        let dropped: Value? = lock.withLock {
             receiverGone = true
-            slotKind = Self.slotEmpty
-            stale = slot.take()
+            stale = slot.takeWaker()
             return value.take()
         }
         _ = dropped
@@ -158,7 +142,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     /// `waiter`, created on demand) when nothing was sent yet.
     @usableFromInline
     func poll(_ waiter: inout Waiter?, _ context: Context?) -> Result<Value, OneshotError> {
-        withLock { () -> Result<Value, OneshotError> in
+        lock.withLock { () -> Result<Value, OneshotError> in
             if phase != Self.open {
                 if let waiter { waiters.remove(waiter.node) }
                 return completedResult()
@@ -166,10 +150,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
             guard let context else { return .failure(.empty) }
             if let waiter {
                 waiters.register(waiter.node, context)
-            } else if slotKind == Self.slotEmpty {
-                slot = context.cloneWaker()
-                slotKind = Self.slotWaker
-            } else if slotKind == Self.slotReserved || !slot!.willWake(context) {
+            } else if !slot.register(context) {
                 let queued = Waiter(source: self)
                 waiters.register(queued.node, context)
                 waiter = queued
@@ -182,12 +163,10 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     /// of the slot (nil if another waiter holds it).
     @usableFromInline
     func reserve() -> (result: Result<Value, OneshotError>?, reservation: UInt32?) {
-        withLock {
+        lock.withLock {
             if phase != Self.open { return (completedResult(), nil) }
-            guard slotKind == Self.slotEmpty else { return (nil, nil) }
-            slotKind = Self.slotReserved
-            reservation &+= 1
-            return (nil, reservation)
+            guard slot.isFree else { return (nil, nil) }
+            return (nil, slot.reserve())
         }
     }
 
@@ -195,16 +174,16 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     /// completed or the task was cancelled since the reservation.
     @usableFromInline
     func park(_ parked: UnsafeContinuation<Result<Value, OneshotError>, Never>) {
-        let now: Result<Value, OneshotError>? = withLock {
+        let now: Result<Value, OneshotError>? = lock.withLock {
             if phase != Self.open {
-                slotKind = Self.slotEmpty
+                slot.release()
                 return completedResult()
             }
             if Task.isCancelled {
-                slotKind = Self.slotEmpty
+                slot.release()
                 return .failure(.cancelled)
             }
-            continuation = parked
+            slot.park(parked)
             return nil
         }
         if let now { parked.resume(returning: now) }
@@ -214,19 +193,13 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
     /// with `.cancelled` if it is still parked.
     @usableFromInline
     func cancelParked(_ reservation: UInt32) {
-        let parked = withLock { () -> UnsafeContinuation<Result<Value, OneshotError>, Never>? in
-            guard slotKind == Self.slotReserved, self.reservation == reservation,
-                let parked = continuation.take()
-            else { return nil }
-            slotKind = Self.slotEmpty
-            return parked
-        }
+        let parked = lock.withLock { slot.takeParked(reservation: reservation) }
         parked?.resume(returning: .failure(.cancelled))
     }
 
     @usableFromInline
     func abandon(_ node: WaitNode) {
-        withLock { waiters.remove(node) }
+        lock.withLock { waiters.remove(node) }
     }
 }
 
