@@ -321,6 +321,57 @@ struct MultiThreadTests {
         gate.set()
     }
 
+    @Test func shutdownEndsPollTasksStillQueued() throws {
+        let runtime = try Runtime.multiThread(workers: 2, stallThreshold: .seconds(60))
+        let busy = AtomicCounter()
+        // Occupy both workers until shutdown begins, so that the poll tasks below stay queued.
+        for _ in 0..<2 {
+            try runtime.spawn { () async -> Void in
+                busy.increment()
+                let start = ContinuousClock.now
+                while ContinuousClock.now - start < .seconds(10) {
+                    if (try? runtime.spawn(ready(0))) == nil { break }
+                    usleep(1_000)
+                }
+                usleep(20_000)  // let shutdown mark the workers as stopping
+            }
+        }
+        let start = ContinuousClock.now
+        while busy.value < 2 && ContinuousClock.now - start < .seconds(10) { usleep(1_000) }
+        let handles = try (0..<100).map { try runtime.spawn(ready($0)) }
+        runtime.shutdown()
+        // Each one ended exactly once: cancelled (drained from its queue) or, if a worker ran it
+        // before it saw the shutdown, with its value.
+        for (index, handle) in handles.enumerated() {
+            var poll = handle
+            var context = Context(waker: Waker.noop)
+            switch poll.poll(&context) {
+            case .ready(.success(let value)): #expect(value == index)
+            case .ready(.failure(.cancelled)): break
+            case .pending: Issue.record("task \(index) was still pending after shutdown")
+            }
+        }
+        #expect(runtime.metrics.pollTasksAlive == 0)
+    }
+
+    @Test func shutdownCancelsPollTasksThatNeverRan() throws {
+        // Queued, never polled: they are in the run queue only, and shutdown must still end them.
+        let runtime = try Runtime.currentThread()
+        let handles = try (0..<50).map { try runtime.spawn(ready($0)) }
+        #expect(runtime.metrics.pollTasksAlive == 50)
+        runtime.shutdown()
+        for handle in handles {
+            var poll = handle
+            var context = Context(waker: Waker.noop)
+            guard case .ready(.failure(.cancelled)) = poll.poll(&context) else {
+                Issue.record("a task queued at shutdown should end as cancelled")
+                return
+            }
+        }
+        #expect(runtime.metrics.pollTasksAlive == 0)
+        #expect(runtime.metrics.tasksSpawned == 50)
+    }
+
     @Test func stallDetectorKeepsOtherTasksRunning() throws {
         let reports = Synchronization.Mutex<[StallReport]>([])
         let runtime = try Runtime.multiThread(

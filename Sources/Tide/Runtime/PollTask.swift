@@ -43,6 +43,9 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// owns the task's turn; other threads only compare it with their own id.
     let poller = Atomic<UInt>(0)
     let cancelRequested = Atomic<Bool>(false)
+    /// Whether the task is on the runtime's live list (from its first wait until it completes);
+    /// written under the registry lock by the thread that owns the task's turn.
+    @exclusivity(unchecked) var isListed = false
     /// The joiners' waker slot is the task itself (it inherits `AtomicWaker`): one allocation
     /// per task instead of two.
     @inlinable
@@ -182,6 +185,8 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
             return true
         }
         poller.store(0, ordering: .relaxed)
+        // About to wait: only the wakers will hold it, so shutdown must be able to find it.
+        if !isListed { scheduler.taskWillWait(self) }
         var observed = state.load(ordering: .acquiring)
         while true {
             let flags = observed & ~Self.stateMask

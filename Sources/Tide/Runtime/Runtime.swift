@@ -86,15 +86,14 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     // Guarded by `injectLock`.
     @exclusivity(unchecked) private var inject = RingBuffer<Runnable>()
     private let injectCount = Atomic<Int>(0)
-    /// Poll tasks alive and poll tasks spawned, guarded by `registryLock` (which spawn and finish
-    /// take anyway: counting there costs no atomic read-modify-write of its own).
-    @exclusivity(unchecked) private var livePollTasks = 0
-    @exclusivity(unchecked) private var pollTasksSpawned = 0
-    /// Guards the live-task list; taken twice per poll task (spawn and finish), so a one-word
-    /// lock rather than a pthread mutex.
+    /// Guards the live-task list; taken when a poll task first waits and when it finishes, so a
+    /// one-word lock rather than a pthread mutex.
     private let registryLock = WordLock()
-    /// Poll tasks spawned and not complete, so that `shutdown()` can cancel the ones that are
-    /// waiting (not queued anywhere): the head of an intrusive list through
+    /// Poll tasks that waited (returned pending without waking themselves) and are not complete,
+    /// so that `shutdown()` can cancel them: a waiting task is in no queue, only in the wakers
+    /// that will wake it. A task joins the list at its first wait, not at spawn: a task that
+    /// completes in its first poll (or is still queued at shutdown, where the queues cancel it)
+    /// never takes the lock. The head of an intrusive list through
     /// `PollTaskBase.previousLive/nextLive`; each member holds one retain for the list.
     @exclusivity(unchecked) private var liveHead: Unmanaged<PollTaskBase>?
     private let counters = Counters()
@@ -264,22 +263,27 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         return PollTaskHandle(task)
     }
 
-    /// Registers a new poll task and queues its first poll (behind the queued work: the LIFO
-    /// slot is for wakes). Not generic, so `spawn` specialises into the caller without pulling
-    /// the scheduler along.
+    /// Counts a new poll task and queues its first poll (behind the queued work: the LIFO slot
+    /// is for wakes). Not generic, so `spawn` specialises into the caller without pulling the
+    /// scheduler along.
     @usableFromInline
     func admit(_ task: PollTaskBase) {
+        counters.pollSpawned.add(1, ordering: .relaxed)
+        task.state.store(PollTaskBase.scheduled, ordering: .releasing)
+        reschedule(Unmanaged.passRetained(task))
+    }
+
+    /// Puts `task` on the live list when it is about to wait for the first time; called by the
+    /// thread running it (state `running`), so no other thread can finish it meanwhile.
+    func taskWillWait(_ task: PollTaskBase) {
         registryLock.withLock {
-            livePollTasks += 1
-            pollTasksSpawned += 1
             let unmanaged = Unmanaged.passUnretained(task)
             task.nextLive = liveHead
             liveHead?.takeUnretainedValue().previousLive = unmanaged
             liveHead = unmanaged
+            task.isListed = true
         }
         _ = Unmanaged.passRetained(task)  // the live list's reference, released when it leaves
-        task.state.store(PollTaskBase.scheduled, ordering: .releasing)
-        reschedule(Unmanaged.passRetained(task))
     }
 
     /// Spawns a Swift task that prefers this runtime as its executor, and returns its handle.
@@ -418,11 +422,15 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// Counts a finished poll task and takes it off the live list if it is there; called by the
+    /// thread that completed it.
     func taskFinished(_ task: PollTaskBase) {
+        counters.pollFinished.add(1, ordering: .relaxed)
+        // Set only by the thread that ran the task before this one (ordered by the state word).
+        guard task.isListed else { return }
         let wasListed = registryLock.withLock { () -> Bool in
-            livePollTasks -= 1
-            let isHead = liveHead.map { $0.takeUnretainedValue() === task } ?? false
-            guard task.previousLive != nil || task.nextLive != nil || isHead else { return false }
+            guard task.isListed else { return false }
+            task.isListed = false
             if let previous = task.previousLive {
                 previous.takeUnretainedValue().nextLive = task.nextLive
             } else {
@@ -555,10 +563,12 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     public var metrics: Metrics {
         Metrics(
             tasksSpawned: counters.spawned.load(ordering: .relaxed)
-                + registryLock.withLock { pollTasksSpawned },
+                + counters.pollSpawned.load(ordering: .relaxed),
             polls: counters.polls.load(ordering: .relaxed),
             parks: counters.parks.load(ordering: .relaxed),
-            pollTasksAlive: registryLock.withLock { livePollTasks },
+            // Finished is read first: a task counted as finished was counted as spawned before.
+            pollTasksAlive: -counters.pollFinished.load(ordering: .acquiring)
+                + counters.pollSpawned.load(ordering: .acquiring),
             timersArmed: timers.lock.withLock { timers.count },
             ioRegistrations: reactor.registrations,
             workers: multi?.workerMetrics() ?? [],
@@ -602,6 +612,8 @@ public struct Metrics: Sendable, Equatable {
 
 private final class Counters: Sendable {
     let spawned = Atomic<Int>(0)
+    let pollSpawned = Atomic<Int>(0)
+    let pollFinished = Atomic<Int>(0)
     let polls = Atomic<Int>(0)
     let parks = Atomic<Int>(0)
 }

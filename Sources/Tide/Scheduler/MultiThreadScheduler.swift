@@ -246,7 +246,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
     @discardableResult
     func stop(deadline: UInt64? = nil) -> Bool {
         if stopping.exchange(true, ordering: .acquiringAndReleasing) { return true }
-        guard threadsStarted.load(ordering: .acquiring) else { return true }
+        guard threadsStarted.load(ordering: .acquiring) else {
+            // Never ran: what was spawned is still in the global queue.
+            drainAfterStop()
+            return true
+        }
         for worker in workers { worker.parker.unpark() }
         monitorParker.unpark()
         runtime.reactor.wakeup()
@@ -305,8 +309,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
             if lifo != 0 { leftovers.append(RunnableRef(bits: lifo)) }
             while let item = worker.queue.pop() { leftovers.append(item) }
         }
-        // Queued poll tasks are released here; the runtime then cancels every live one.
-        for item in leftovers where item.isTask { item.task.release() }
+        // Queued poll tasks complete as cancelled here (the runtime then cancels the waiting
+        // ones, which are on its live list).
+        for item in leftovers where item.isTask {
+            item.task._withUnsafeGuaranteedRef { $0.cancelAtShutdown() }
+            item.task.release()
+        }
     }
 
     // MARK: Scheduling
