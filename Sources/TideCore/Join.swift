@@ -1,7 +1,11 @@
 /// Futures that wait for several futures: `Join2`, `Join3`, `JoinAll`.
 ///
-/// All children are polled with the same context, so one task drives all of them concurrently; a
-/// child that finished is never polled again. The join completes when the last child does.
+/// One task drives all children concurrently; a child that finished is never polled again, and
+/// the join completes when the last child does. `Join2`, `Join3` and small `JoinAll`s poll their
+/// children with the joiner's own context; a large `JoinAll` gives each child a waker of its own
+/// (see `JoinReadiness`).
+
+import Synchronization
 
 /// Waits for two futures and returns both outputs.
 public struct Join2<A: Future, B: Future>: Future {
@@ -58,11 +62,21 @@ public struct Join3<A: Future, B: Future, C: Future>: Future {
 }
 
 /// Waits for every future in an array; the outputs keep the array's order.
+///
+/// Up to ``JoinAll/scanLimit`` children share the joiner's context and every poll polls each
+/// unfinished child. Beyond that, each child gets a waker of its own that records which child
+/// woke, and a poll polls only those: joining n futures that finish one at a time costs O(n)
+/// polls, not O(n^2).
 public struct JoinAll<Child: Future>: Future {
+    /// The most children that are simply all polled at every poll.
+    public static var scanLimit: Int { 32 }
+
     @usableFromInline var children: [Child]
     @usableFromInline var outputs: [Child.Output?]
     @usableFromInline var remaining: Int
     @usableFromInline var finished = false
+    /// Which children woke (large joins only); created at the first poll.
+    @usableFromInline var readiness: JoinReadiness?
 
     @inlinable
     init(_ children: [Child]) {
@@ -74,16 +88,30 @@ public struct JoinAll<Child: Future>: Future {
     @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<[Child.Output]> {
         precondition(!finished, "JoinAll polled after it completed")
-        var index = 0
-        while index < children.count {
-            if outputs[index] == nil, case .ready(let value) = children[index].poll(&context) {
-                outputs[index] = value
-                remaining -= 1
+        if children.count <= Self.scanLimit {
+            var index = 0
+            while index < children.count {
+                pollChild(index, &context)
+                index += 1
             }
-            index += 1
+        } else if let readiness {
+            // Register first: a child that wakes after the take below wakes the joiner.
+            readiness.joiner.register(context)
+            var node = readiness.takeWoken()
+            while let current = node {
+                node = readiness.next(after: current)
+                readiness.rearm(current)
+                pollChild(readiness.index(of: current), readiness)
+            }
+        } else {
+            let made = JoinReadiness(count: children.count)
+            readiness = made
+            made.joiner.register(context)
+            for index in 0..<children.count { pollChild(index, made) }
         }
         guard remaining == 0 else { return .pending }
         finished = true
+        readiness = nil
         var result: [Child.Output] = []
         result.reserveCapacity(outputs.count)
         for output in outputs {
@@ -92,6 +120,139 @@ public struct JoinAll<Child: Future>: Future {
         }
         return .ready(result)
     }
+
+    @inlinable
+    mutating func pollChild(_ index: Int, _ context: inout Context) {
+        if outputs[index] == nil, case .ready(let value) = children[index].poll(&context) {
+            outputs[index] = value
+            remaining -= 1
+        }
+    }
+
+    @inlinable
+    mutating func pollChild(_ index: Int, _ readiness: JoinReadiness) {
+        guard outputs[index] == nil else { return }
+        var context = readiness.context(for: index)
+        pollChild(index, &context)
+    }
+}
+
+/*
+ JoinReadiness: which children of a large JoinAll woke since its last poll.
+
+ One node per child, in one allocation. A node's waker data pointer is the node itself; the
+ wakers hold references to the JoinReadiness object, found through the node's `owner` field.
+ `link` is 1 while the node is not queued; a wake that swaps it from 1 owns the node, pushes it
+ onto `woken` (a Treiber stack: `link` becomes the previous head, 0 at the bottom) and wakes the
+ joiner. The poll takes the whole stack at once with an exchange, so nodes are never popped one
+ by one and the stack has no ABA problem; it reads each node's successor, then sets its `link`
+ back to 1 before polling that child, so a wake during or after that poll queues it again.
+*/
+
+/// The nodes of one large `JoinAll` and the stack of those that woke.
+@usableFromInline
+final class JoinReadiness: @unchecked Sendable {
+    @usableFromInline
+    struct Node: ~Copyable {
+        @usableFromInline let link: Atomic<UInt>
+        @usableFromInline let owner: UnsafeRawPointer
+
+        @usableFromInline
+        init(owner: UnsafeRawPointer) {
+            link = Atomic(1)
+            self.owner = owner
+        }
+    }
+
+    @usableFromInline let joiner = AtomicWaker()
+    @usableFromInline let woken = Atomic<UInt>(0)
+    @usableFromInline let nodes: UnsafeMutablePointer<Node>
+    @usableFromInline let count: Int
+
+    @usableFromInline
+    init(count: Int) {
+        self.count = count
+        nodes = .allocate(capacity: count)
+        let owner = UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque())
+        for index in 0..<count { (nodes + index).initialize(to: Node(owner: owner)) }
+    }
+
+    deinit {
+        nodes.deinitialize(count: count)
+        nodes.deallocate()
+    }
+
+    /// A context whose waker queues child `index`.
+    @inlinable
+    func context(for index: Int) -> Context {
+        Context(unownedData: UnsafeRawPointer(nodes + index), vtable: Self.vtable)
+    }
+
+    /// Takes every node queued since the last take (most recent first); nil when none.
+    @inlinable
+    func takeWoken() -> UnsafeMutablePointer<Node>? {
+        UnsafeMutablePointer(bitPattern: woken.exchange(0, ordering: .acquiring))
+    }
+
+    /// The node below `node` in a taken stack.
+    @inlinable
+    func next(after node: UnsafeMutablePointer<Node>) -> UnsafeMutablePointer<Node>? {
+        UnsafeMutablePointer(bitPattern: node.pointee.link.load(ordering: .relaxed))
+    }
+
+    /// Marks a taken node as not queued, so that its next wake queues it again.
+    @inlinable
+    func rearm(_ node: UnsafeMutablePointer<Node>) {
+        node.pointee.link.store(1, ordering: .releasing)
+    }
+
+    @inlinable
+    func index(of node: UnsafeMutablePointer<Node>) -> Int { node - nodes }
+
+    /// Queues `node` unless it is queued already, and wakes the joiner.
+    func wake(_ node: UnsafeMutablePointer<Node>) {
+        guard node.pointee.link.compareExchange(
+            expected: 1, desired: 0, ordering: .acquiring
+        ).exchanged else { return }
+        let address = UInt(bitPattern: node)
+        var head = woken.load(ordering: .relaxed)
+        while true {
+            node.pointee.link.store(head, ordering: .relaxed)
+            let (exchanged, original) = woken.compareExchange(
+                expected: head, desired: address, ordering: .releasing)
+            if exchanged { break }
+            head = original
+        }
+        joiner.wake()
+    }
+
+    private static func owner(of data: UnsafeRawPointer?) -> Unmanaged<JoinReadiness> {
+        let node = data!.assumingMemoryBound(to: Node.self)
+        return Unmanaged.fromOpaque(node.pointee.owner)
+    }
+
+    @usableFromInline
+    static let vtable = WakerVTable(
+        clone: { data in
+            _ = JoinReadiness.owner(of: data).retain()
+            return data
+        },
+        wake: { data in
+            let owner = JoinReadiness.owner(of: data)
+            owner._withUnsafeGuaranteedRef {
+                $0.wake(UnsafeMutablePointer(mutating: data!.assumingMemoryBound(to: Node.self)))
+            }
+            owner.release()
+        },
+        wakeByRef: { data in
+            JoinReadiness.owner(of: data)._withUnsafeGuaranteedRef {
+                $0.wake(UnsafeMutablePointer(mutating: data!.assumingMemoryBound(to: Node.self)))
+            }
+        },
+        drop: { data in
+            JoinReadiness.owner(of: data).release()
+        }
+    )
 }
 
 /// A future that waits for both `a` and `b`.

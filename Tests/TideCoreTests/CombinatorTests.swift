@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import TideCore
 
@@ -65,6 +66,49 @@ struct CombinatorTests {
 
         var empty = joinAll([Ready<Int>]())
         #expect(drive(&empty, Waker.noop) == [])
+    }
+
+    @Test func largeJoinAllPollsOnlyTheChildrenThatWoke() {
+        let count = JoinAll<PollFn<Int>>.scanLimit * 10
+        let counter = WakerCounter()
+        let polls = Atomic<Int>(0)
+        let signals = (0..<count).map { _ in TestSignal() }
+        do {
+            let waker = counter.makeWaker()
+            var context = Context(waker: waker)
+            var all = joinAll(signals.enumerated().map { index, signal in
+                let inner = signal.future(index)
+                return pollFn { context -> Poll<Int> in
+                    polls.add(1, ordering: .relaxed)
+                    var future = inner
+                    return future.poll(&context)
+                }
+            })
+            guard case .pending = all.poll(&context) else {
+                Issue.record("no child is ready yet")
+                return
+            }
+            #expect(polls.load(ordering: .relaxed) == count)
+            var outputs: [Int]? = nil
+            for (step, index) in (0..<count).shuffled().enumerated() {
+                let wakesBefore = counter.totalWakes
+                signals[index].fire()
+                #expect(counter.totalWakes == wakesBefore + 1)
+                if case .ready(let values) = all.poll(&context) {
+                    #expect(step == count - 1)
+                    outputs = values
+                }
+            }
+            // The first poll, then one poll per wake: O(n) in all.
+            #expect(polls.load(ordering: .relaxed) == 2 * count)
+            #expect(outputs == Array(0..<count))
+        }
+        #expect(counter.live == 0)
+    }
+
+    @Test func largeJoinAllOfSelfWakingChildren() {
+        var all = joinAll((0..<100).map { YieldTimes(remaining: 99 - $0, value: $0) })
+        #expect(drive(&all, Waker.noop, limit: 101) == Array(0..<100))
     }
 
     @Test func selectTakesTheFirstReadyAndDropsTheLoser() {

@@ -118,6 +118,45 @@ struct MultiThreadTests {
         #expect(metrics.totalPolls >= taskCount)
     }
 
+    /// A large `joinAll` (one waker per child) polled as a poll task while its children
+    /// complete on both workers: each child yields a random number of times, waits on a gate
+    /// that two plain threads open in random order with random timing, and yields again. Every
+    /// output arrives once and in order; a lost child wake leaves the join pending forever (the
+    /// watchdog fails the test).
+    @Test func stressLargeJoinAllWithChildrenWokenFromManyThreads() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        for round in 0..<3 {
+            let taskCount = 1_500
+            let completions = (0..<taskCount).map { _ in AtomicCounter() }
+            let gates = (0..<taskCount).map { _ in Gate() }
+            var random = TestRandom(seed: UInt64(40 + round))
+            let handles = try (0..<taskCount).map { index in
+                try runtime.spawn(YieldGateYield(
+                    before: random.next(10), gate: gates[index], after: random.next(10),
+                    done: completions[index], value: index))
+            }
+            let joiner = try runtime.spawn(joinAll(handles))
+            let order = (0..<taskCount).shuffled(using: &random)
+            let openers = (0..<2).map { half in
+                TestThread {
+                    var random = TestRandom(seed: UInt64(50 + round * 2 + half))
+                    for index in order where index % 2 == half {
+                        jitter(&random, upTo: 4)
+                        gates[index].set()
+                    }
+                }
+            }
+            let results = try withWatchdog("stressLargeJoinAllWithChildrenWokenFromManyThreads") {
+                try runtime.run { try await joiner.value }
+            }
+            for opener in openers { opener.join() }
+            #expect(results.count == taskCount)
+            #expect(results.enumerated().allSatisfy { (try? $1.get()) == $0 })
+            #expect(completions.allSatisfy { $0.value == 1 })
+        }
+    }
+
     /// The poll-task state machine under fire: each task yields to itself a random number of
     /// times (the self-wake path that re-queues a task still `running`), waits on a gate opened
     /// by a plain thread with random timing, and yields again; a third thread cancels every
