@@ -1,9 +1,9 @@
 /// Futures that wait for several futures: `Join2`, `Join3`, `JoinAll`.
 ///
 /// One task drives all children concurrently; a child that finished is never polled again, and
-/// the join completes when the last child does. `Join2`, `Join3` and small `JoinAll`s poll their
-/// children with the joiner's own context; a large `JoinAll` gives each child a waker of its own
-/// (see `JoinReadiness`).
+/// the join completes when the last child does. Children are polled with the joiner's own
+/// context, except in a large `JoinAll` that is woken often: that one gives each child a waker
+/// of its own (see `JoinReadiness`).
 
 import Synchronization
 
@@ -63,19 +63,25 @@ public struct Join3<A: Future, B: Future, C: Future>: Future {
 
 /// Waits for every future in an array; the outputs keep the array's order.
 ///
-/// Up to ``JoinAll/scanLimit`` children share the joiner's context and every poll polls each
-/// unfinished child. Beyond that, each child gets a waker of its own that records which child
-/// woke, and a poll polls only those: joining n futures that finish one at a time costs O(n)
-/// polls, not O(n^2).
+/// Each poll polls every unfinished child with the joiner's context, which is cheapest when
+/// many children finish between polls. A join of more than ``JoinAll/scanLimit`` children that
+/// is polled often with few children ready each time (its scans have polled its children four
+/// times over) switches to a waker per child that records which child woke, and from then on
+/// polls only those: joining n futures that finish one at a time costs O(n) polls, not O(n^2).
 public struct JoinAll<Child: Future>: Future {
-    /// The most children that are simply all polled at every poll.
+    /// Joins of at most this many children always scan.
     public static var scanLimit: Int { 32 }
+    /// Child polls by scanning, as a multiple of the child count, after which a large join
+    /// switches to a waker per child.
+    @usableFromInline static var scansBeforeReadiness: Int { 4 }
 
     @usableFromInline var children: [Child]
     @usableFromInline var outputs: [Child.Output?]
     @usableFromInline var remaining: Int
     @usableFromInline var finished = false
-    /// Which children woke (large joins only); created at the first poll.
+    /// Child polls made by scanning so far.
+    @usableFromInline var scanned = 0
+    /// Which children woke, once the join switched to a waker per child.
     @usableFromInline var readiness: JoinReadiness?
 
     @inlinable
@@ -88,13 +94,7 @@ public struct JoinAll<Child: Future>: Future {
     @inlinable
     public mutating func poll(_ context: inout Context) -> Poll<[Child.Output]> {
         precondition(!finished, "JoinAll polled after it completed")
-        if children.count <= Self.scanLimit {
-            var index = 0
-            while index < children.count {
-                pollChild(index, &context)
-                index += 1
-            }
-        } else if let readiness {
+        if let readiness {
             // Register first: a child that wakes after the take below wakes the joiner.
             readiness.joiner.register(context)
             var node = readiness.takeWoken()
@@ -103,11 +103,24 @@ public struct JoinAll<Child: Future>: Future {
                 readiness.rearm(current)
                 pollChild(readiness.index(of: current), readiness)
             }
-        } else {
+        } else if children.count > Self.scanLimit
+            && scanned >= Self.scansBeforeReadiness * children.count
+        {
+            // Polled often, few children ready each time: give each child its own waker. The
+            // poll below replaces the joiner's waker in every child that is still pending.
             let made = JoinReadiness(count: children.count)
             readiness = made
             made.joiner.register(context)
             for index in 0..<children.count { pollChild(index, made) }
+        } else {
+            var index = 0
+            while index < children.count {
+                if outputs[index] == nil {
+                    scanned += 1
+                    pollChild(index, &context)
+                }
+                index += 1
+            }
         }
         guard remaining == 0 else { return .pending }
         finished = true
@@ -138,15 +151,18 @@ public struct JoinAll<Child: Future>: Future {
 }
 
 /*
- JoinReadiness: which children of a large JoinAll woke since its last poll.
+ JoinReadiness: which children of a large JoinAll woke since its last poll (once it switched to
+ a waker per child).
 
  One node per child, in one allocation. A node's waker data pointer is the node itself; the
  wakers hold references to the JoinReadiness object, found through the node's `owner` field.
  `link` is 1 while the node is not queued; a wake that swaps it from 1 owns the node, pushes it
  onto `woken` (a Treiber stack: `link` becomes the previous head, 0 at the bottom) and wakes the
- joiner. The poll takes the whole stack at once with an exchange, so nodes are never popped one
- by one and the stack has no ABA problem; it reads each node's successor, then sets its `link`
- back to 1 before polling that child, so a wake during or after that poll queues it again.
+ joiner if the stack was empty (otherwise the push that made it non-empty woke the joiner,
+ whose next poll takes this node too). The poll registers the joiner's waker, then takes the
+ whole stack at once with an exchange, so nodes are never popped one by one and the stack has no
+ ABA problem; it reads each node's successor, then sets its `link` back to 1 before polling
+ that child, so a wake during or after that poll queues it again.
 */
 
 /// The nodes of one large `JoinAll` and the stack of those that woke.
@@ -166,12 +182,15 @@ final class JoinReadiness: @unchecked Sendable {
 
     @usableFromInline let joiner = AtomicWaker()
     @usableFromInline let woken = Atomic<UInt>(0)
+    /// `Self.vtable`, read once: a static is a lazy global, checked at every access.
+    @usableFromInline let nodeVTable: WakerVTable
     @usableFromInline let nodes: UnsafeMutablePointer<Node>
     @usableFromInline let count: Int
 
     @usableFromInline
     init(count: Int) {
         self.count = count
+        nodeVTable = Self.vtable
         nodes = .allocate(capacity: count)
         let owner = UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque())
         for index in 0..<count { (nodes + index).initialize(to: Node(owner: owner)) }
@@ -185,7 +204,7 @@ final class JoinReadiness: @unchecked Sendable {
     /// A context whose waker queues child `index`.
     @inlinable
     func context(for index: Int) -> Context {
-        Context(unownedData: UnsafeRawPointer(nodes + index), vtable: Self.vtable)
+        Context(unownedData: UnsafeRawPointer(nodes + index), vtable: nodeVTable)
     }
 
     /// Takes every node queued since the last take (most recent first); nil when none.
@@ -209,7 +228,9 @@ final class JoinReadiness: @unchecked Sendable {
     @inlinable
     func index(of node: UnsafeMutablePointer<Node>) -> Int { node - nodes }
 
-    /// Queues `node` unless it is queued already, and wakes the joiner.
+    /// Queues `node` unless it is queued already, and wakes the joiner if the stack was empty
+    /// (a node already on the stack means its push woke the joiner, whose next poll takes the
+    /// whole stack, this node included).
     func wake(_ node: UnsafeMutablePointer<Node>) {
         guard node.pointee.link.compareExchange(
             expected: 1, desired: 0, ordering: .acquiring
@@ -223,7 +244,7 @@ final class JoinReadiness: @unchecked Sendable {
             if exchanged { break }
             head = original
         }
-        joiner.wake()
+        if head == 0 { joiner.wake() }
     }
 
     private static func owner(of data: UnsafeRawPointer?) -> Unmanaged<JoinReadiness> {

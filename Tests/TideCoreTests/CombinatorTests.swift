@@ -99,8 +99,9 @@ struct CombinatorTests {
                     outputs = values
                 }
             }
-            // The first poll, then one poll per wake: O(n) in all.
-            #expect(polls.load(ordering: .relaxed) == 2 * count)
+            // A few scans, then one poll per wake: O(n) in all (scanning at every wake would
+            // poll about count^2 / 2 = 51,200 times).
+            #expect(polls.load(ordering: .relaxed) <= 7 * count)
             #expect(outputs == Array(0..<count))
         }
         #expect(counter.live == 0)
