@@ -65,3 +65,5 @@ void ctide_park_wake_all(const void *key) {
     __atomic_fetch_add(bucket, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, bucket, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
+
+__thread long ctide_coop_budget_value __attribute__((tls_model("initial-exec"))) = LONG_MAX;

@@ -30,6 +30,12 @@ static inline void ctide_spin_hint(void) {
 #endif
 }
 
+/* The calling thread's coop budget (see Coop.swift): leaf operations left in the current turn,
+   LONG_MAX (unlimited) outside a turn and on threads that never ran one. A thread-local in the
+   initial-exec model, so reading it is one instruction, not a pthread_getspecific call. */
+extern __thread long ctide_coop_budget_value __attribute__((tls_model("initial-exec")));
+static inline long *ctide_coop_budget(void) { return &ctide_coop_budget_value; }
+
 // Waits for epoll events for at most `timeout_ns` nanoseconds (-1: forever). Uses epoll_pwait2
 // (Linux 5.11) so a timer deadline is met to the microsecond instead of rounded up to the next
 // millisecond; falls back to epoll_wait with the timeout rounded up where the kernel lacks it.

@@ -6,14 +6,15 @@
  `.pending`). So a task that always finds data ready (a full channel, a readable socket) still
  lets the other tasks on its worker run.
 
- The budget is per thread (a thread runs one task at a time), kept behind a pthread key, and is
+ The budget is per thread (a thread runs one task at a time), a C thread-local (`CTide`), and is
  only limited inside a turn (`Coop.turn`): outside one, including threads that are not runtime
- threads, it is unlimited.
+ threads, it is `Int.max`, unlimited.
 */
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import CTide
 import TideCore
 
 @usableFromInline
@@ -21,34 +22,21 @@ enum Coop {
     /// Leaf operations a task may complete per scheduling turn.
     static let budgetPerTurn = 128
 
-    @usableFromInline
-    static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key) { pointer in
-            pointer?.assumingMemoryBound(to: Int.self).deallocate()
-        }
-        return key
-    }()
-
-    /// This thread's budget counter; nil on threads that never ran a runtime job.
-    @usableFromInline
-    static var counter: UnsafeMutablePointer<Int>? {
-        pthread_getspecific(key)?.assumingMemoryBound(to: Int.self)
-    }
+    /// This thread's budget counter.
+    @inlinable
+    static var counter: UnsafeMutablePointer<Int> { ctide_coop_budget() }
 
     /// Runs one scheduling turn (a job or a poll task) with a fresh budget, then restores the
     /// budget the thread had before, so code that runs outside a runtime turn (a test's
     /// `LocalExecutor`, a nested runtime) never sees a budget spent by someone else.
     @inline(__always)
     static func turn(_ body: () -> Void) {
-        turn(counter: threadCounter(), body)
+        turn(counter: counter, body)
     }
 
-    /// This thread's counter, created on first use. A run loop looks it up once and passes it
-    /// to every `turn(counter:_:)`.
-    static func threadCounter() -> UnsafeMutablePointer<Int> {
-        counter ?? makeCounter()
-    }
+    /// This thread's counter. A run loop looks it up once and passes it to every
+    /// `turn(counter:_:)`.
+    static func threadCounter() -> UnsafeMutablePointer<Int> { counter }
 
     /// `turn(_:)` with the calling thread's counter already looked up.
     @inline(__always)
@@ -59,17 +47,10 @@ enum Coop {
         counter.pointee = saved
     }
 
-    private static func makeCounter() -> UnsafeMutablePointer<Int> {
-        let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-        counter.initialize(to: .max)
-        pthread_setspecific(key, counter)
-        return counter
-    }
-
     /// Spends one unit; false when the budget is exhausted (the caller should yield).
     @usableFromInline
     static func spend() -> Bool {
-        guard let counter else { return true }
+        let counter = counter
         if counter.pointee <= 0 { return false }
         counter.pointee -= 1
         return true
@@ -79,7 +60,7 @@ enum Coop {
     /// anything ready right now" (a `select` with a default branch), where yielding would lie.
     @inlinable
     static func withUnlimitedBudget<R>(_ body: () -> R) -> R {
-        guard let counter else { return body() }
+        let counter = counter
         let saved = counter.pointee
         counter.pointee = .max
         defer { counter.pointee = saved }
