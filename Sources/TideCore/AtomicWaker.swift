@@ -29,13 +29,15 @@ import Synchronization
 /// The class is open so that an object can be its own waker slot without a second allocation
 /// (Tide's poll tasks are their joiners' `AtomicWaker`); its operations are final.
 open class AtomicWaker: @unchecked Sendable {
-    @usableFromInline static let waiting = 0
-    @usableFromInline static let registering = 1
-    @usableFromInline static let waking = 2
+    @usableFromInline static let waiting: UInt16 = 0
+    @usableFromInline static let registering: UInt16 = 1
+    @usableFromInline static let waking: UInt16 = 2
 
-    @usableFromInline let state = Atomic<Int>(0)
     // Guarded by the protocol above: only the owner of the state bits touches it.
     @exclusivity(unchecked) nonisolated(unsafe) var slot: Waker?
+    /// Two bits, in a 16-bit word placed after the slot: a subclass (a task that is its own join
+    /// slot) packs its small fields into the rest of the slot's last 8 bytes.
+    @usableFromInline let state = Atomic<UInt16>(0)
 
     /// Creates an empty slot.
     public init() {}

@@ -28,24 +28,27 @@ import TideCore
 
 @usableFromInline
 class PollTaskBase: AtomicWaker, @unchecked Sendable {
-    static let idle = 0
-    static let scheduled = 1
-    static let running = 2
-    static let notified = 3
-    @usableFromInline static let complete = 4
-    @usableFromInline static let stateMask = 7
+    static let idle: UInt32 = 0
+    static let scheduled: UInt32 = 1
+    static let running: UInt32 = 2
+    static let notified: UInt32 = 3
+    @usableFromInline static let complete: UInt32 = 4
+    @usableFromInline static let stateMask: UInt32 = 7
     /// `poller` of a task that its own wake put back on the run queue.
     static let selfQueued: UInt = 2
 
-    @usableFromInline let state = Atomic<Int>(0)
-    /// The polling thread (`pthread_self`), bit 0 set once the task woke itself in this poll;
-    /// `selfQueued` between such a poll and the next; else 0. Written only by the thread that
-    /// owns the task's turn; other threads only compare it with their own id.
-    let poller = Atomic<UInt>(0)
+    // Field order packs the object: the two flags and the 32-bit state word share the last 8
+    // bytes of `AtomicWaker` (whose own state is 16 bits after its slot), so that a task with a
+    // small future fits a 128-byte allocation (glibc frees those to a fast bin).
     let cancelRequested = Atomic<Bool>(false)
     /// Whether the task is on the runtime's live list (from its first wait until it completes);
     /// written under the registry lock by the thread that owns the task's turn.
     @exclusivity(unchecked) var isListed = false
+    @usableFromInline let state = Atomic<UInt32>(0)
+    /// The polling thread (`pthread_self`), bit 0 set once the task woke itself in this poll;
+    /// `selfQueued` between such a poll and the next; else 0. Written only by the thread that
+    /// owns the task's turn; other threads only compare it with their own id.
+    let poller = Atomic<UInt>(0)
     /// The joiners' waker slot is the task itself (it inherits `AtomicWaker`): one allocation
     /// per task instead of two.
     @inlinable
@@ -80,7 +83,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         }
         var current = state.load(ordering: .acquiring)
         while true {
-            let next: Int
+            let next: UInt32
             switch current & Self.stateMask {
             case Self.idle: next = (current & ~Self.stateMask) | Self.scheduled
             case Self.running: next = (current & ~Self.stateMask) | Self.notified
@@ -322,7 +325,9 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
         // A leaf operation for the coop budget, like every await on a runtime resource.
         guard Coop.proceed(&context) else { return .pending }
         if let result = finished() { return .ready(result) }
-        task.joinWaker.register(context)
+        // The task is its own join slot; registering on it directly, not through `joinWaker`,
+        // spares a retain and a release of the task per poll.
+        task.register(context)
         if let result = finished() { return .ready(result) }
         return .pending
     }
