@@ -31,11 +31,11 @@ enum ParkerWaker {
         },
         wake: { data in
             let parker = Unmanaged<Parker>.fromOpaque(data!)
-            parker.takeUnretainedValue().unpark()
+            parker._withUnsafeGuaranteedRef { $0.unpark() }
             parker.release()
         },
         wakeByRef: { data in
-            Unmanaged<Parker>.fromOpaque(data!).takeUnretainedValue().unpark()
+            Unmanaged<Parker>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.unpark() }
         },
         drop: { data in
             Unmanaged<Parker>.fromOpaque(data!).release()

@@ -83,11 +83,11 @@ final class ContinuationWaker: @unchecked Sendable {
         },
         wake: { data in
             let box = Unmanaged<ContinuationWaker>.fromOpaque(data!)
-            box.takeUnretainedValue().wake()
+            box._withUnsafeGuaranteedRef { $0.wake() }
             box.release()
         },
         wakeByRef: { data in
-            Unmanaged<ContinuationWaker>.fromOpaque(data!).takeUnretainedValue().wake()
+            Unmanaged<ContinuationWaker>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.wake() }
         },
         drop: { data in
             Unmanaged<ContinuationWaker>.fromOpaque(data!).release()

@@ -73,7 +73,7 @@ private final class DelayedJob: @unchecked Sendable {
             delayed.fire()
         },
         wakeByRef: { data in
-            Unmanaged<DelayedJob>.fromOpaque(data!).takeUnretainedValue().fire()
+            Unmanaged<DelayedJob>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.fire() }
         },
         drop: { data in
             Unmanaged<DelayedJob>.fromOpaque(data!).release()
