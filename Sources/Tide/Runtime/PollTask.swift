@@ -71,7 +71,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     func cancelFuture() { preconditionFailure("abstract") }
 
     @inlinable
-    var isComplete: Bool { state.load(ordering: .acquiring) & Self.stateMask == Self.complete }
+    final var isComplete: Bool { state.load(ordering: .acquiring) & Self.stateMask == Self.complete }
 
     /// Makes the task runnable (its waker's wake); `wake()` is the joiners' slot, inherited.
     final func wakeTask() {
