@@ -1,5 +1,9 @@
 // W1 spawn: spawn N tasks that each return their index, then await all of them and sum.
 // Metrics: tasks_per_s (N / wall time, spawning and joining included) and wall_s.
+//
+// Every runtime runs in a child process of its own: a million tasks take about 1.5 GB of heap,
+// and what one runtime leaves in malloc's arenas (grown, trimmed, fragmented) changed the next
+// one's result by up to 3x when they shared a process.
 
 import NIOCore
 import NIOPosix
@@ -10,7 +14,7 @@ private let baseCount = 1_000_000
 func spawnWorkload() -> Workload {
     var entries: [Entry] = []
     for flavor in TideFlavor.allCases {
-        entries.append(Entry(flavor.name) { scale in
+        entries.append(Entry(flavor.name, ownProcess: true) { scale in
             let count = scaled(baseCount, scale)
             let start = monotonicNanos()
             let sum = try withTideRuntime(flavor) {
@@ -24,7 +28,7 @@ func spawnWorkload() -> Workload {
             return spawnMetrics(count: count, sum: sum, start: start)
         })
     }
-    entries.append(Entry("tide-poll") { scale in
+    entries.append(Entry("tide-poll", ownProcess: true) { scale in
         let count = scaled(baseCount, scale)
         let start = monotonicNanos()
         let sum = try withPollRuntime { runtime in
@@ -40,12 +44,14 @@ func spawnWorkload() -> Workload {
         }
         return spawnMetrics(count: count, sum: sum, start: start)
     })
-    entries.append(Entry("swift-default") { scale in try plainTaskSpawn(scale: scale) })
+    entries.append(Entry("swift-default", ownProcess: true) { scale in
+        try plainTaskSpawn(scale: scale)
+    })
     entries.append(Entry("tide-global", ownProcess: true) { scale in
         try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
         return try plainTaskSpawn(scale: scale)
     })
-    entries.append(Entry("nio") { scale in
+    entries.append(Entry("nio", ownProcess: true) { scale in
         let count = scaled(baseCount, scale)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }
