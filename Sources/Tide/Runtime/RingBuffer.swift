@@ -1,7 +1,9 @@
 /// A growable FIFO ring over a manually managed buffer: channel storage, the schedulers' queues
 /// and the blocking pool's queue.
 ///
-/// Power-of-two storage so indexing is a mask; it grows by doubling and never shrinks. The owner
+/// Power-of-two storage so indexing is a mask; it grows by doubling, and a pop that empties a ring
+/// holding more than 64 KiB of storage frees it, so a burst (200,000 spawns, a flooded channel)
+/// does not pin its peak memory for the life of the queue. The owner
 /// calls ``destroy()`` exactly once (it is a plain struct over a raw pointer so that it can live in
 /// a locked class field without copy-on-write checks on every push and pop).
 @usableFromInline
@@ -30,7 +32,21 @@ struct RingBuffer<Element> {
         let element = (storage.unsafelyUnwrapped + head).move()
         head = (head &+ 1) & (capacity &- 1)
         count &-= 1
+        if count == 0 && capacity > Self.retainedCapacity { releaseStorage() }
         return element
+    }
+
+    /// The most elements an empty ring keeps storage for (64 KiB of them).
+    @inlinable
+    static var retainedCapacity: Int { 65_536 / Swift.max(1, MemoryLayout<Element>.stride) }
+
+    /// Frees the storage of an empty ring.
+    @usableFromInline
+    mutating func releaseStorage() {
+        storage?.deallocate()
+        storage = nil
+        capacity = 0
+        head = 0
     }
 
     @usableFromInline
@@ -63,8 +79,6 @@ struct RingBuffer<Element> {
     @usableFromInline
     mutating func destroy() {
         while popFirst() != nil {}
-        storage?.deallocate()
-        storage = nil
-        capacity = 0
+        releaseStorage()
     }
 }
