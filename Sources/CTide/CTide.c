@@ -67,3 +67,13 @@ void ctide_park_wake_all(const void *key) {
 }
 
 __thread long ctide_coop_budget_value __attribute__((tls_model("initial-exec"))) = LONG_MAX;
+
+__thread uint32_t ctide_thread_id_value __attribute__((tls_model("initial-exec"))) = 0;
+static uint32_t ctide_thread_ids = 0;
+
+uint32_t ctide_thread_id_assign(void) {
+    uint32_t n = __atomic_fetch_add(&ctide_thread_ids, 1, __ATOMIC_RELAXED);
+    uint32_t id = (n % 0x7FFFFFF0u) * 2u + 4u;
+    ctide_thread_id_value = id;
+    return id;
+}

@@ -14,6 +14,7 @@ int ctide_fcntl_getfl(int fd);
 int ctide_fcntl_setfl(int fd, int flags);
 
 #include <pthread.h>
+#include <stdint.h>
 #include <time.h>
 
 // pthread_timedjoin_np is a GNU extension that Swift's Glibc module does not declare. `deadline`
@@ -35,6 +36,18 @@ static inline void ctide_spin_hint(void) {
    initial-exec model, so reading it is one instruction, not a pthread_getspecific call. */
 extern __thread long ctide_coop_budget_value __attribute__((tls_model("initial-exec")));
 static inline long *ctide_coop_budget(void) { return &ctide_coop_budget_value; }
+
+/* A small id for the calling thread, for telling whether a wake comes from the thread that is
+   polling a task: 4, 6, 8, ... (bits 0 and 1 stay free for the task's own flags), assigned by
+   ctide_thread_id() on first use; ctide_thread_id_if_assigned() is 0 on a thread that never
+   asked, which matches no task. Ids repeat only after 2^31 threads. */
+extern __thread uint32_t ctide_thread_id_value __attribute__((tls_model("initial-exec")));
+uint32_t ctide_thread_id_assign(void);
+static inline uint32_t ctide_thread_id_if_assigned(void) { return ctide_thread_id_value; }
+static inline uint32_t ctide_thread_id(void) {
+    uint32_t id = ctide_thread_id_value;
+    return id != 0 ? id : ctide_thread_id_assign();
+}
 
 // Waits for epoll events for at most `timeout_ns` nanoseconds (-1: forever). Uses epoll_pwait2
 // (Linux 5.11) so a timer deadline is met to the microsecond instead of rounded up to the next

@@ -23,6 +23,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CTide
 import Synchronization
 import TideCore
 
@@ -35,20 +36,21 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     @usableFromInline static let complete: UInt32 = 4
     @usableFromInline static let stateMask: UInt32 = 7
     /// `poller` of a task that its own wake put back on the run queue.
-    static let selfQueued: UInt = 2
+    static let selfQueued: UInt32 = 2
 
     // Field order packs the object: the two flags and the 32-bit state word share the last 8
-    // bytes of `AtomicWaker` (whose own state is 16 bits after its slot), so that a task with a
-    // small future fits a 128-byte allocation (glibc frees those to a fast bin).
+    // bytes of `AtomicWaker` (whose own state is 16 bits after its slot), and `poller` is a
+    // 32-bit thread id, so the task's own fields end at byte 72 and one whose output and future
+    // take up to 32 bytes fits a 128-byte allocation (which glibc frees to a fast bin).
     let cancelRequested = Atomic<Bool>(false)
     /// Whether the task is on the runtime's live list (from its first wait until it completes);
     /// written under the registry lock by the thread that owns the task's turn.
     @exclusivity(unchecked) var isListed = false
     @usableFromInline let state = Atomic<UInt32>(0)
-    /// The polling thread (`pthread_self`), bit 0 set once the task woke itself in this poll;
-    /// `selfQueued` between such a poll and the next; else 0. Written only by the thread that
-    /// owns the task's turn; other threads only compare it with their own id.
-    let poller = Atomic<UInt>(0)
+    /// The polling thread's `ctide_thread_id()`, bit 0 set once the task woke itself in this
+    /// poll; `selfQueued` between such a poll and the next; else 0. Written only by the thread
+    /// that owns the task's turn; other threads only compare it with their own id.
+    let poller = Atomic<UInt32>(0)
     /// The joiners' waker slot is the task itself (it inherits `AtomicWaker`): one allocation
     /// per task instead of two.
     @inlinable
@@ -76,7 +78,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// Makes the task runnable (its waker's wake); `wake()` is the joiners' slot, inherited.
     final func wakeTask() {
         let polling = poller.load(ordering: .relaxed)
-        if polling > Self.selfQueued, polling & ~1 == UInt(pthread_self()) {
+        if polling > Self.selfQueued, polling & ~1 == ctide_thread_id_if_assigned() {
             // Woken from inside its own poll: re-queued when the poll returns.
             poller.store(polling | 1, ordering: .relaxed)
             return
@@ -136,17 +138,17 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     }
 
     /// Runs one scheduling turn of the task whose run-queue reference is `queued`, on the thread
-    /// whose `pthread_self()` is `thread`; called by the scheduler only. The reference is
+    /// whose `ctide_thread_id()` is `thread`; called by the scheduler only. The reference is
     /// consumed: true means the task was woken while it ran and the caller must queue `queued`
     /// again (no retain and release per yield); false means it was released.
-    static func runQueued(_ queued: Unmanaged<PollTaskBase>, thread: UInt) -> Bool {
+    static func runQueued(_ queued: Unmanaged<PollTaskBase>, thread: UInt32) -> Bool {
         let requeue = queued._withUnsafeGuaranteedRef { $0.runTurn(thread: thread) }
         if !requeue { queued.release() }
         return requeue
     }
 
     /// One turn; true when the task must be queued again (it was woken while it ran).
-    private final func runTurn(thread: UInt) -> Bool {
+    private final func runTurn(thread: UInt32) -> Bool {
         if poller.load(ordering: .relaxed) == Self.selfQueued {
             // Still `running` since its self-wake; a wake from elsewhere since then made it
             // `notified`, which the poll below covers.

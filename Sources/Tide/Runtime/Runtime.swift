@@ -26,6 +26,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CTide
 import Logging
 import Synchronization
 import TideCore
@@ -359,7 +360,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
         for case .task(let task) in pending {
             task._withUnsafeGuaranteedRef { $0.cancel() }
-            if PollTaskBase.runQueued(task, thread: UInt(pthread_self())) { reschedule(task) }
+            if PollTaskBase.runQueued(task, thread: ctide_thread_id()) { reschedule(task) }
         }
         if owner.load(ordering: .acquiring) == 0 {
             cancelWaitingTasks()
@@ -466,7 +467,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     private func runLoop(until outcome: RunFlag) {
         let executor = asUnownedTaskExecutor()
-        let thread = UInt(pthread_self())
+        let thread = ctide_thread_id()
         let coop = Coop.threadCounter()
         var sinceDriver = 0
         drainInject()

@@ -95,8 +95,8 @@ final class Worker: @unchecked Sendable {
     let parks = Atomic<Int>(0)
     let stallsSeen = Atomic<Int>(0)
     // Owner-only state.
-    /// The worker thread's own `pthread_self()`, set by the thread when it starts.
-    @exclusivity(unchecked) var selfID: UInt = 0
+    /// The worker thread's `ctide_thread_id()`, set by the thread when it starts.
+    @exclusivity(unchecked) var selfID: UInt32 = 0
     @exclusivity(unchecked) var coop: UnsafeMutablePointer<Int>?
     @exclusivity(unchecked) var tick: UInt32 = 0
     @exclusivity(unchecked) var lifoRuns = 0
@@ -407,7 +407,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private func workerLoop(_ worker: Worker) {
         pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(worker).toOpaque())
         runtime.enterThread()
-        worker.selfID = UInt(pthread_self())
+        worker.selfID = ctide_thread_id()
         worker.coop = Coop.threadCounter()
         defer {
             worker.active.store(false, ordering: .releasing)
