@@ -93,7 +93,10 @@ public struct ReceiveFuture<Element: Sendable>: Future {
     public mutating func poll(_ context: inout Context) -> Poll<Element?> {
         guard Coop.proceed(&context) else { return .pending }
         var attempt = ChannelStorage<Element>.Attempt.blocked
-        let element = handle.storage.receive(&waiter, context, &attempt)
+        // The handle keeps the storage alive: borrow it rather than retain it around the call.
+        let element = Unmanaged.passUnretained(handle.storage)._withUnsafeGuaranteedRef {
+            $0.receive(&waiter, context, &attempt)
+        }
         if attempt != .blocked { return .ready(element) }
         return .pending
     }

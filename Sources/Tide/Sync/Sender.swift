@@ -80,13 +80,16 @@ public struct SendFuture<Element: Sendable>: Future {
     public mutating func poll(_ context: inout Context) -> Poll<Result<Void, SendError<Element>>> {
         guard let pending = value else { preconditionFailure("SendFuture polled after it completed") }
         guard Coop.proceed(&context) else { return .pending }
-        let storage = handle.storage
-        if waiter == nil {
-            let attempt = storage.send(pending, nil, nil)
-            if attempt != .blocked { return finish(attempt, pending) }
-            waiter = Waiter(source: storage, tag: ChannelStorage<Element>.senderTag)
+        // The handle keeps the storage alive: borrow it rather than retain it around each call.
+        let attempt = Unmanaged.passUnretained(handle.storage)._withUnsafeGuaranteedRef {
+            storage -> ChannelStorage<Element>.Attempt in
+            if waiter == nil {
+                let attempt = storage.send(pending, nil, nil)
+                if attempt != .blocked { return attempt }
+                waiter = Waiter(source: storage, tag: ChannelStorage<Element>.senderTag)
+            }
+            return storage.send(pending, waiter, context)
         }
-        let attempt = storage.send(pending, waiter, context)
         return attempt == .blocked ? .pending : finish(attempt, pending)
     }
 
