@@ -404,11 +404,12 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    func schedule(_ task: PollTaskBase) {
+    /// Queues a woken poll task; `task` is a reference the queue takes over.
+    func schedule(_ task: Unmanaged<PollTaskBase>) {
         if let multi {
-            multi.push(RunnableRef(task: Unmanaged.passRetained(task)))
+            multi.push(RunnableRef(task: task))
         } else {
-            push(.task(Unmanaged.passRetained(task)))
+            push(.task(task))
         }
     }
 
