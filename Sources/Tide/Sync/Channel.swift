@@ -242,7 +242,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     /// A Swift `receive()`'s step after its fast path: `.closed` if the channel is closed and
     /// drained; else a reservation of the slot, or nil (another receiver waits, or an element
     /// arrived meanwhile): then it receives through a `ReceiveFuture`.
-    @usableFromInline
+    @inlinable
     func reserveReceive() -> (closed: Bool, reservation: UInt32?) {
         lock.withLock {
             guard buffer.isEmpty else { return (false, nil) }
@@ -254,7 +254,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
 
     /// Parks the reserving receive's continuation, or resumes it at once with an element that
     /// arrived, the end, or its cancellation.
-    @usableFromInline
+    @inlinable
     func parkReceive(_ continuation: UnsafeContinuation<ReceiveOutcome, Never>) {
         var senderWake: Waker?
         let now: ReceiveOutcome? = lock.withLock {

@@ -140,7 +140,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     /// Takes the value, or says why not; registers `context` (in the slot, else through
     /// `waiter`, created on demand) when nothing was sent yet.
-    @usableFromInline
+    @inlinable
     func poll(_ waiter: inout Waiter?, _ context: Context?) -> Result<Value, OneshotError> {
         lock.withLock { () -> Result<Value, OneshotError> in
             if phase != Self.open {
@@ -161,7 +161,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     /// A Swift `receive()`'s first step: the result if the channel completed, else a reservation
     /// of the slot (nil if another waiter holds it).
-    @usableFromInline
+    @inlinable
     func reserve() -> (result: Result<Value, OneshotError>?, reservation: UInt32?) {
         lock.withLock {
             if phase != Self.open { return (completedResult(), nil) }
@@ -172,7 +172,7 @@ final class OneshotStorage<Value: Sendable>: WaitSource, @unchecked Sendable {
 
     /// Parks the reserving receive's continuation, or resumes it at once if the channel
     /// completed or the task was cancelled since the reservation.
-    @usableFromInline
+    @inlinable
     func park(_ parked: UnsafeContinuation<Result<Value, OneshotError>, Never>) {
         let now: Result<Value, OneshotError>? = lock.withLock {
             if phase != Self.open {
