@@ -350,9 +350,15 @@ final class MultiThreadScheduler: @unchecked Sendable {
             worker.deferNext = false
             pushYielded(item, worker)
         } else {
+            // Only a task pushed out of the LIFO slot into the (stealable) queue is worth waking
+            // a sibling for, as in tokio: the slot's own task runs here when this job ends, and
+            // waking a sibling per wake cost a futex syscall per ping-pong message. If this job
+            // stalls instead, the monitor hands the slot to another thread.
             let previous = worker.lifo.exchange(item.bits, ordering: .acquiringAndReleasing)
-            if previous != 0 { pushLocal(RunnableRef(bits: previous), worker) }
-            notify()
+            if previous != 0 {
+                pushLocal(RunnableRef(bits: previous), worker)
+                notify()
+            }
         }
         return true
     }
