@@ -66,13 +66,25 @@ import Synchronization
 import TideCore
 
 /// One worker thread's state. Fields written by other threads are atomics.
+///
+/// Field order is about cache lines: searching workers poll `active` and `stalled` of every
+/// other worker on each spin round, so those sit apart (behind `coldPadding`) from the fields
+/// the owner writes on every job (`lifo`, `inJob`, the counters); on one line, every job of the
+/// owner lost that line to the spinning sibling.
 final class Worker: @unchecked Sendable {
     let index: Int
     let isSpare: Bool
     let queue = LocalQueue()
+    let parker = ThreadParker()
+    /// Set by the monitor when the current job has run for `stallThreshold`; cleared by the
+    /// worker when that job ends.
+    let stalled = Atomic<Bool>(false)
+    let inDriver = Atomic<Bool>(false)
+    let active = Atomic<Bool>(false)
+    private let coldPadding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+        (0, 0, 0, 0, 0, 0, 0, 0)
     /// The LIFO slot: 0 or an encoded runnable. The owner swaps it; stealers may take it.
     let lifo = Atomic<UInt>(0)
-    let parker = ThreadParker()
     /// Whether the worker is inside a job (false while it looks for work, parks or drives).
     let inJob = Atomic<Bool>(false)
     /// The Swift task id of the job being run (0 for a poll task or a job that is not a task),
@@ -80,15 +92,10 @@ final class Worker: @unchecked Sendable {
     let runningTaskID = Atomic<UInt64>(0)
     /// Increments as each job starts, so the monitor can tell one long job from many short ones.
     let jobsRun = Atomic<Int>(0)
-    /// Set by the monitor when the current job has run for `stallThreshold`; cleared by the
-    /// worker when that job ends.
-    let stalled = Atomic<Bool>(false)
     // Monitor-thread-only state: the job last seen running and since when.
     @exclusivity(unchecked) var observedJob = -1
     @exclusivity(unchecked) var observedSince: UInt64 = 0
     @exclusivity(unchecked) var reportedJob = -1
-    let inDriver = Atomic<Bool>(false)
-    let active = Atomic<Bool>(false)
     // Counters for metrics.
     let polls = Atomic<Int>(0)
     let steals = Atomic<Int>(0)
@@ -566,7 +573,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
             }
             // A worker stuck in one job cannot run its LIFO slot; take it. A worker in a short
             // job keeps it: the task there was just woken by the job and runs next, hot in cache.
-            if victim.lifo.load(ordering: .relaxed) != 0, isStuck(victim) {
+            // (`stalled` first: it is on the line the owner rarely writes.)
+            if isStuck(victim), victim.lifo.load(ordering: .relaxed) != 0 {
                 let lifo = victim.lifo.exchange(0, ordering: .acquiringAndReleasing)
                 if lifo != 0 {
                     worker.steals.add(1, ordering: .relaxed)
@@ -609,7 +617,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         if worker.lifo.load(ordering: .acquiring) != 0 || !worker.queue.isEmpty { return true }
         for other in workers where other !== worker && other.active.load(ordering: .acquiring) {
             if !other.queue.isEmpty { return true }
-            if other.lifo.load(ordering: .acquiring) != 0 && isStuck(other) { return true }
+            if isStuck(other) && other.lifo.load(ordering: .acquiring) != 0 { return true }
         }
         return false
     }
