@@ -35,12 +35,9 @@ func spawnWorkload() -> Workload {
             var handles: [PollTaskHandle<Int>] = []
             handles.reserveCapacity(count)
             for index in 0..<count { handles.append(try runtime.spawn(ready(index))) }
-            // One JoinAll future polls every handle; it is woken by each completion but (on a
-            // current-thread runtime) runs again only after the queued tasks ran.
-            let results = await joinAll(handles).wait()
-            var sum = 0
-            for result in results { sum &+= try result.get() }
-            return sum
+            // Joined in order, as the Swift flavours await their handles: one future walks the
+            // handles and waits (registers a waker) only on the first one not finished yet.
+            return try await SumInOrder(handles: handles).wait().get()
         }
         return spawnMetrics(count: count, sum: sum, start: start)
     })
@@ -95,4 +92,24 @@ private func spawnMetrics(count: Int, sum: Int, start: Int64) -> [(name: String,
     let wall = secondsSince(start)
     precondition(sum == count * (count - 1) / 2, "spawn: wrong sum \(sum)")
     return [("tasks_per_s", Double(count) / wall), ("wall_s", wall)]
+}
+
+/// W1's poll-task join: sums the outputs of `handles` in order, waiting on one handle at a time
+/// (what `for handle in handles { sum += await handle.value }` does for Swift tasks).
+struct SumInOrder: Future {
+    var handles: [PollTaskHandle<Int>]
+    var next = 0
+    var sum = 0
+
+    mutating func poll(_ context: inout Context) -> Poll<Result<Int, JoinError>> {
+        while next < handles.count {
+            guard case .ready(let result) = handles[next].poll(&context) else { return .pending }
+            switch result {
+            case .success(let value): sum &+= value
+            case .failure(let error): return .ready(.failure(error))
+            }
+            next += 1
+        }
+        return .ready(.success(sum))
+    }
 }
