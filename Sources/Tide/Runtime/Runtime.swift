@@ -428,7 +428,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// thread that completed it.
     func taskFinished(_ task: PollTaskBase) {
         counters.pollFinished.add(1, ordering: .relaxed)
-        // Set only by the thread that ran the task before this one (ordered by the state word).
+        // Written (under the lock) only by threads that owned the task's turn before this one;
+        // the state word's acquire orders that write before this read.
         guard task.isListed else { return }
         let wasListed = registryLock.withLock { () -> Bool in
             guard task.isListed else { return false }
