@@ -383,8 +383,7 @@ struct MultiThreadTests {
         // before it saw the shutdown, with its value.
         for (index, handle) in handles.enumerated() {
             var poll = handle
-            var context = Context(waker: Waker.noop)
-            switch poll.poll(&context) {
+            switch pollOnce(&poll) {
             case .ready(.success(let value)): #expect(value == index)
             case .ready(.failure(.cancelled)): break
             case .pending: Issue.record("task \(index) was still pending after shutdown")
@@ -401,8 +400,7 @@ struct MultiThreadTests {
         runtime.shutdown()
         for handle in handles {
             var poll = handle
-            var context = Context(waker: Waker.noop)
-            guard case .ready(.failure(.cancelled)) = poll.poll(&context) else {
+            guard case .ready(.failure(.cancelled)) = pollOnce(&poll) else {
                 Issue.record("a task queued at shutdown should end as cancelled")
                 return
             }
