@@ -31,16 +31,7 @@ enum Coop {
     /// `LocalExecutor`, a nested runtime) never sees a budget spent by someone else.
     @inline(__always)
     static func turn(_ body: () -> Void) {
-        turn(counter: counter, body)
-    }
-
-    /// This thread's counter. A run loop looks it up once and passes it to every
-    /// `turn(counter:_:)`.
-    static func threadCounter() -> UnsafeMutablePointer<Int> { counter }
-
-    /// `turn(_:)` with the calling thread's counter already looked up.
-    @inline(__always)
-    static func turn(counter: UnsafeMutablePointer<Int>, _ body: () -> Void) {
+        let counter = counter
         let saved = counter.pointee
         counter.pointee = budgetPerTurn
         body()

@@ -470,13 +470,12 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private func runLoop(until outcome: RunFlag) {
         let executor = asUnownedTaskExecutor()
         let thread = ctide_thread_id()
-        let coop = Coop.threadCounter()
         var sinceDriver = 0
         drainInject()
         while !outcome.isDone {
             var ran = 0
             while ran < 61, !outcome.isDone, let runnable = woken.popFirst() ?? local.popFirst() {
-                Coop.turn(counter: coop) {
+                Coop.turn {
                     switch runnable {
                     case .job(let job):
                         inTurn = true

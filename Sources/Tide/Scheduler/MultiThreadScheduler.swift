@@ -104,7 +104,6 @@ final class Worker: @unchecked Sendable {
     // Owner-only state.
     /// The worker thread's `ctide_thread_id()`, set by the thread when it starts.
     @exclusivity(unchecked) var selfID: UInt32 = 0
-    @exclusivity(unchecked) var coop: UnsafeMutablePointer<Int>?
     @exclusivity(unchecked) var tick: UInt32 = 0
     @exclusivity(unchecked) var lifoRuns = 0
     @exclusivity(unchecked) var random: UInt64
@@ -421,7 +420,6 @@ final class MultiThreadScheduler: @unchecked Sendable {
         pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(worker).toOpaque())
         runtime.enterThread()
         worker.selfID = ctide_thread_id()
-        worker.coop = Coop.threadCounter()
         defer {
             worker.active.store(false, ordering: .releasing)
             if worker.isSpare { sparesActive.subtract(1, ordering: .acquiringAndReleasing) }
@@ -463,7 +461,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         worker.jobsRun.store(worker.jobsRun.load(ordering: .relaxed) &+ 1, ordering: .releasing)
         worker.inJob.store(true, ordering: .releasing)
         worker.polls.store(worker.polls.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        Coop.turn(counter: worker.coop.unsafelyUnwrapped) {
+        Coop.turn {
             if item.isTask {
                 if PollTaskBase.runQueued(item.task, thread: worker.selfID) {
                     // Woken while it ran: behind the queued work, never the LIFO slot.
