@@ -144,7 +144,6 @@ public struct JoinAll<Child: Future>: Future {
 
     @inlinable
     mutating func pollChild(_ index: Int, _ readiness: JoinReadiness) {
-        guard outputs[index] == nil else { return }
         var context = readiness.context(for: index)
         pollChild(index, &context)
     }
