@@ -69,7 +69,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// `multi` without the retain and release that reading an optional class field costs on
     /// the enqueue path (the runtime owns the scheduler for its whole life).
     unowned(unsafe) let multiUnowned: MultiThreadScheduler?
-    /// Current-thread flavour: the thread inside `run`. Multi-thread: 1 while `run` waits.
+    /// Current-thread flavour: the `ctide_thread_id()` of the thread inside `run` (4 or more, the
+    /// same id a poll task records as its poller). Multi-thread: 1 while `run` waits.
     private let owner = Atomic<UInt>(0)
     /// Continuations of tasks that yielded during the current job (`Tide.yield`); resumed by the
     /// run loop right after that job. Owner thread only (current-thread flavour).
@@ -208,7 +209,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     public func run<T: Sendable>(_ body: sending @escaping () async throws -> T) throws -> T {
         if isShutDown.load(ordering: .acquiring) { throw RuntimeError.shutDown }
         if multi != nil { return try runMultiThread(body) }
-        let me = UInt(pthread_self())
+        let me = UInt(ctide_thread_id())
         guard owner.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing)
             .exchanged
         else { throw RuntimeError.alreadyRunning }
@@ -448,7 +449,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     }
 
     private func push(_ runnable: Runnable) {
-        if owner.load(ordering: .relaxed) == UInt(pthread_self()) {
+        if owner.load(ordering: .relaxed) == UInt(ctide_thread_id()) {
             if driving { woken.append(runnable) } else { local.append(runnable) }
             return
         }
@@ -512,7 +513,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         guard let pointer = pthread_getspecific(currentKey) else { return false }
         return Unmanaged<Runtime>.fromOpaque(pointer)._withUnsafeGuaranteedRef { runtime in
             if let multi = runtime.multiUnowned { return multi.deferResume(continuation) }
-            guard runtime.owner.load(ordering: .relaxed) == UInt(pthread_self()), runtime.inTurn
+            guard runtime.owner.load(ordering: .relaxed) == UInt(ctide_thread_id()), runtime.inTurn
             else { return false }
             runtime.deferredResumes.append(continuation)
             return true
