@@ -331,6 +331,40 @@ struct TimeTests {
         }
     }
 
+    /// Task.sleep's wake-up is a task of its own without an executor preference. Run as a job of
+    /// Tide's task executor, it hopped to Swift's global executor before resuming the sleeper,
+    /// so a sleep on a Tide runtime never ended while that executor's threads were all busy.
+    /// Here they are all blocked (the test's own thread plus one blocker per other core) while
+    /// both flavours sleep; a watchdog unblocks them after 10 s, and must not have had to.
+    @Test func taskSleepOnARuntimeEndsWhileSwiftsGlobalExecutorIsBlocked() throws {
+        final class Flag: Sendable { let isSet = Atomic<Bool>(false) }
+        let width = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let blockersStarted = AtomicCounter()
+        let released = Flag()
+        for _ in 1..<width {
+            Task.detached {
+                blockersStarted.increment()
+                while !released.isSet.load(ordering: .acquiring) { usleep(1_000) }
+            }
+        }
+        let watchdog = TestThread {
+            for _ in 0..<1_000 where !released.isSet.load(ordering: .acquiring) { usleep(10_000) }
+            released.isSet.store(true, ordering: .releasing)
+        }
+        // Other tests may hold the pool's threads for a while; the blockers start once they
+        // are free (bounded by the watchdog).
+        while blockersStarted.value < width - 1, !released.isSet.load(ordering: .acquiring) {
+            usleep(1_000)
+        }
+        for runtime in [try Runtime.currentThread(), try Runtime.multiThread(workers: 2)] {
+            defer { runtime.shutdown() }
+            try runtime.run { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        let watchdogHadToRelease = released.isSet.exchange(true, ordering: .acquiringAndReleasing)
+        watchdog.join()
+        #expect(!watchdogHadToRelease, "Task.sleep waited for Swift's global executor")
+    }
+
     @Test func idleRuntimeSleepsInsteadOfSpinning() throws {
         let runtime = try Runtime.currentThread()
         let (cpu, wall) = try runtime.run { () async throws -> (UInt64, UInt64) in

@@ -84,7 +84,7 @@ private final class DelayedJob: @unchecked Sendable {
         guard let entry = entry else { return }
         self.entry = nil
         _ = entry
-        runtime.enqueueJob(job)
+        runtime.enqueueJob(job, global: true)
     }
 
     /// Arms the timer; enqueues at once if the deadline has passed.
@@ -97,7 +97,7 @@ private final class DelayedJob: @unchecked Sendable {
         var context = Context(waker: waker)
         if case .ready = entry.poll(&context) {
             delayed.entry = nil
-            runtime.enqueueJob(job)
+            runtime.enqueueJob(job, global: true)
         }
     }
 }
@@ -186,6 +186,13 @@ extension Tide {
  executor is a `SchedulingExecutor` (SE-0505, SPI in the 6.3 toolchain), and only otherwise to the
  global executor's deadline hook. A task that prefers a Tide runtime therefore sleeps on Tide's
  timing wheel only if the runtime conforms; without this, such sleeps went to Dispatch's timers.
+
+ The job Task.sleep hands over is a small wake-up task of its own, created without an executor
+ preference; it resumes the sleeper's continuation. It runs on the generic executor (no task
+ executor), as the global executor would run it. Run as a job of Tide's task executor, it hopped
+ to Swift's global executor before resuming the sleeper: every Task.sleep on a Tide runtime
+ took a trip through Dispatch's thread pool, and while that pool was blocked (two tests blocked in
+ `run` on a two-core machine) the sleep never ended.
 */
 @_spi(ExperimentalScheduling)
 extension Runtime: SchedulingExecutor {

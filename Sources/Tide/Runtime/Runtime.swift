@@ -33,6 +33,8 @@ import TideCore
 
 enum Runnable {
     case job(UnownedJob)
+    /// A job to run on the generic executor, with no task executor (see `enqueueJob(_:global:)`).
+    case genericJob(UnownedJob)
     /// A poll task and the queue's reference to it (retained when queued, consumed by the run).
     case task(Unmanaged<PollTaskBase>)
 }
@@ -394,14 +396,16 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         enqueueJob(UnownedJob(job))
     }
 
-    /// Queues a Swift job. `global`: it came through Swift's global executor and runs on the
-    /// generic executor (multi-thread flavour), so that a task without an executor preference
-    /// is not made to hop back off Tide's task executor at every suspension.
+    /// Queues a Swift job. `global`: the job runs on the generic executor, with no task
+    /// executor, as Swift's global executor runs its jobs: for jobs that came through the
+    /// installed global executor, and for the wake-up tasks of `Task.sleep`. Those tasks have no
+    /// executor preference, and one run as a job of Tide's task executor hops off it (to Swift's
+    /// global executor) at its first suspension point or return.
     func enqueueJob(_ job: UnownedJob, global: Bool = false) {
         if let multi = multiUnowned {
             multi.push(global ? RunnableRef(globalJob: job) : RunnableRef(job: job))
         } else {
-            push(.job(job))
+            push(global ? .genericJob(job) : .job(job))
         }
     }
 
@@ -481,6 +485,11 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
                     case .job(let job):
                         inTurn = true
                         job.runSynchronously(on: executor)
+                        inTurn = false
+                        if !deferredResumes.isEmpty { resumeDeferred() }
+                    case .genericJob(let job):
+                        inTurn = true
+                        runOnGenericExecutor(job)
                         inTurn = false
                         if !deferredResumes.isEmpty { resumeDeferred() }
                     case .task(let task):
