@@ -18,6 +18,16 @@
  Before each poll the state is reset to idle (the poll itself observes everything that happened
  before it). A wake during the poll sets notified, so the suspend that follows does not sleep:
  no lost wakeup. Exactly one party moves waiting -> idle and resumes the continuation.
+
+ Suspending without hops. Tide's suspension points (this adapter, the channel and oneshot
+ receives, `Tide.yield`) use `_unsafeInheritExecutor_withTaskCancellationHandler` and
+ `_unsafeInheritExecutor_withUnsafeContinuation`, the standard library's forms that run on the
+ caller's executor, not the `isolation: #isolation` forms. Each of those ends with a hop back to
+ its isolation (`swift_task_switch`), and on a task with an executor preference (every task
+ Tide spawns) each hop calls `getPreferredTaskExecutor`, which takes the task's status-record
+ lock: about a third of a channel round trip on a worker thread. The hops were no-ops here: a
+ continuation resumes on the executor it suspended on, and the calling function (isolated or
+ `nonisolated(nonsending)`) still hops back to its own isolation once after the await.
 */
 
 import Synchronization
@@ -142,7 +152,8 @@ nonisolated(nonsending) func pollToCompletion<F: Future>(
         data: UnsafeRawPointer(Unmanaged.passRetained(box).toOpaque()),
         vtable: ContinuationWaker.vtable)
     var context = Context(waker: waker)
-    return await withTaskCancellationHandler {
+    // The executor-inheriting forms: see "Suspending without hops" at the top of this file.
+    return await _unsafeInheritExecutor_withTaskCancellationHandler {
         while true {
             if cancellable && Task.isCancelled { return nil }
             box.state.store(ContinuationWaker.idle, ordering: .releasing)
@@ -158,7 +169,7 @@ nonisolated(nonsending) func pollToCompletion<F: Future>(
                 await Tide.yield()
                 continue
             }
-            await withUnsafeContinuation { continuation in
+            await _unsafeInheritExecutor_withUnsafeContinuation { continuation in
                 box.suspend(continuation)
             }
         }

@@ -84,8 +84,10 @@ public enum Tide {
     /// the worker resumes right after the current job returns (as tokio's `yield_now` does):
     /// one job per yield. `Task.yield()` costs two (a continuation job that then re-enqueues the
     /// task) and three executor-preference lookups. Elsewhere it is `Task.yield()`.
-    public static func yield() async {
-        let deferred = await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+    public nonisolated(nonsending) static func yield() async {
+        // The executor-inheriting form: see "Suspending without hops" in FutureAwait.swift.
+        let deferred = await _unsafeInheritExecutor_withUnsafeContinuation {
+            (continuation: UnsafeContinuation<Bool, Never>) in
             if !Runtime.deferResumeOnThisThread(continuation) { continuation.resume(returning: false) }
         }
         if !deferred { await Task.yield() }

@@ -244,8 +244,11 @@ public final class OneshotReceiver<Value: Sendable>: Sendable {
         // own, so that its frame is not part of every receive's frame (task memory).
         guard let reservation else { return try await receiveQueued() }
         let storage = self.storage
-        return try await withTaskCancellationHandler {
-            await withUnsafeContinuation { continuation in storage.park(continuation) }
+        // The executor-inheriting forms: see "Suspending without hops" in FutureAwait.swift.
+        return try await _unsafeInheritExecutor_withTaskCancellationHandler {
+            await _unsafeInheritExecutor_withUnsafeContinuation { continuation in
+                storage.park(continuation)
+            }
         } onCancel: {
             storage.cancelParked(reservation)
         }.get()

@@ -29,8 +29,11 @@ public struct Receiver<Element: Sendable>: Sendable {
             // Another receiver waits (or a value just arrived): the queued, fair path.
             return try await receiveQueued()
         }
-        let outcome = await withTaskCancellationHandler {
-            await withUnsafeContinuation { continuation in storage.parkReceive(continuation) }
+        // The executor-inheriting forms: see "Suspending without hops" in FutureAwait.swift.
+        let outcome = await _unsafeInheritExecutor_withTaskCancellationHandler {
+            await _unsafeInheritExecutor_withUnsafeContinuation { continuation in
+                storage.parkReceive(continuation)
+            }
         } onCancel: {
             storage.cancelParkedReceive(reservation)
         }
