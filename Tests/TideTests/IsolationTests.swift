@@ -63,7 +63,10 @@ actor IsolationProbe {
 
     init(executor: ThreadExecutor) { self.executor = executor }
 
-    func awaitEach(channel: Receiver<Int>, oneshot: OneshotReceiver<Int>) async throws -> [Int] {
+    func awaitEach(
+        channel: Receiver<Int>, oneshot: OneshotReceiver<Int>, task: JoinHandle<Int>,
+        pollTask: PollTaskHandle<Int>
+    ) async throws -> [Int] {
         var values: [Int] = []
         values.append(try await channel.receive() ?? -1)
         homeAfter["channel receive"] = executor.isCurrent
@@ -73,6 +76,16 @@ actor IsolationProbe {
         homeAfter["future wait"] = executor.isCurrent
         await Tide.yield()
         homeAfter["yield"] = executor.isCurrent
+        values.append(try await task.value)
+        homeAfter["join handle"] = executor.isCurrent
+        values.append(try await pollTask.value)
+        homeAfter["poll task handle"] = executor.isCurrent
+        values.append(try await BlockingPool.shared.run { 6 })
+        homeAfter["blocking pool"] = executor.isCurrent
+        // Tide.sleep needs the current runtime: it leaves the actor for the task's preferred
+        // executor (this runtime) first, and comes back after.
+        try await Tide.sleep(for: .milliseconds(1))
+        homeAfter["Tide.sleep"] = executor.isCurrent
         return values
     }
 
@@ -112,7 +125,13 @@ struct IsolationTests {
                 try await Tide.sleep(for: .milliseconds(5))
                 try await channelTx.send(3)
             }
-            let values = try await probe.awaitEach(channel: channelRx, oneshot: oneshotRx)
+            let task = Tide.spawn {
+                try await Tide.sleep(for: .milliseconds(20))
+                return 4
+            }
+            let pollTask = try runtime.spawn(ready(5))
+            let values = try await probe.awaitEach(
+                channel: channelRx, oneshot: oneshotRx, task: task, pollTask: pollTask)
             try await sender.value
             // A Tide task, not `Task {}`: outside an installed global executor, `Task {}` starts
             // on Swift's global executor, which the blocking tests around may keep busy.
@@ -122,9 +141,9 @@ struct IsolationTests {
             cancelledTx.close()
             return values
         }
-        #expect(values == [1, 2, 3])
+        #expect(values == [1, 2, 3, 4, 5, 6])
         let homeAfter = try runtime.run { await probe.homeAfter }
-        #expect(homeAfter.count == 5)
+        #expect(homeAfter.count == 9)
         for (await_, home) in homeAfter.sorted(by: { $0.key < $1.key }) {
             #expect(home, "the actor was not on its executor after \(await_)")
         }

@@ -140,7 +140,9 @@ public final class IORegistration: @unchecked Sendable {
 
     /// Waits until the fd is ready for `interest` (or closed, or failed) and returns the event.
     /// Throws `CancellationError` if the task is cancelled while waiting (nothing is consumed).
-    public func readiness(for interest: Interest) async throws(CancellationError) -> ReadyEvent {
+    public nonisolated(nonsending) func readiness(
+        for interest: Interest
+    ) async throws(CancellationError) -> ReadyEvent {
         try await ReadinessFuture(registration: self, interest: interest).waitCancellable()
     }
 

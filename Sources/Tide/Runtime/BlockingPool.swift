@@ -216,7 +216,9 @@ public final class BlockingPool: @unchecked Sendable {
     ///
     /// - Throws: what `body` throws; `CancellationError` if the calling task is cancelled while
     ///   waiting; the ``BlockingPoolError`` of ``submit(_:)`` if the job was refused.
-    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public nonisolated(nonsending) func run<T: Sendable>(
+        _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
         try await submit(body).value
     }
 

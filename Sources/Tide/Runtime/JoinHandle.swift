@@ -32,7 +32,7 @@ public struct JoinHandle<Success: Sendable>: Sendable {
 
     /// The task's result: its return value, or the error it threw (`CancellationError` when it
     /// stopped because it was cancelled).
-    public var value: Success {
+    public nonisolated(nonsending) var value: Success {
         get async throws {
             // A leaf operation for the coop budget: a loop over many finished handles (which
             // return at once) still lets the other tasks on this worker run, timers included.

@@ -354,7 +354,7 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
     /// Waits for the task and returns its output; throws ``JoinError/cancelled`` if it was
     /// cancelled. Cancelling the waiting Swift task stops the wait, not the joined task.
     @inlinable
-    public var value: Output {
+    public nonisolated(nonsending) var value: Output {
         get async throws(JoinError) {
             if !Coop.spend() { await Tide.yield() }
             if let result = finished() { return try result.get() }

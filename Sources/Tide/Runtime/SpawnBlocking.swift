@@ -62,7 +62,7 @@ public struct BlockingHandle<T: Sendable>: Future, Sendable {
     /// Suspends the calling task, never its thread. Cancelling the waiting task stops the wait
     /// with `CancellationError`; the closure keeps running (blocking code cannot be interrupted)
     /// and its result stays in the handle.
-    public var value: T {
+    public nonisolated(nonsending) var value: T {
         get async throws {
             if let result = completion.finished() { return try result.get() }
             let result: Result<T, any Error>
