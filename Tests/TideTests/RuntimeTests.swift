@@ -7,6 +7,10 @@ import Testing
 
 struct Boom: Error, Equatable {}
 
+/// glibc's size of an allocation (not in the Glibc module's headers).
+@_silgen_name("malloc_usable_size")
+private func mallocUsableSize(_ pointer: UnsafeMutableRawPointer) -> Int
+
 @Suite("Current-thread runtime")
 struct RuntimeTests {
     @Test func runReturnsTheBodysResult() throws {
@@ -121,6 +125,71 @@ struct RuntimeTests {
         }
         #expect(total == 4950 + 10)
         #expect(runtime.metrics.pollTasksAlive == 0)
+    }
+
+    /// W4's budget is 128 bytes per waiting poll task: one whose future and output are small is
+    /// a single 112-byte malloc chunk (glibc's usable size 104), whether it waits or completed.
+    @Test func aSmallPollTaskIsOneAllocationOf112Bytes() throws {
+        let runtime = try Runtime.currentThread()
+        let gate = Gate()
+        let (waiting, finished) = try runtime.run { () async throws -> (Int, Int) in
+            let waiting = try runtime.spawn(WaitOnGate(gate: gate))
+            let finished = try runtime.spawn(ready(5))
+            await Tide.yield()
+            #expect(!waiting.isFinished && finished.isFinished)
+            func usableSize<Output>(_ handle: PollTaskHandle<Output>) -> Int {
+                mallocUsableSize(Unmanaged.passUnretained(handle.task).toOpaque())
+            }
+            let sizes = (usableSize(waiting), usableSize(finished))
+            gate.set()
+            #expect(try await waiting.value == 7)
+            return sizes
+        }
+        #expect(waiting <= 104, "a waiting poll task takes \(waiting) usable bytes")
+        #expect(finished <= 104, "a finished poll task takes \(finished) usable bytes")
+    }
+
+    /// The table of waiting tasks (what shutdown cancels) through a burst: 5,000 waiters fill
+    /// it, finish in random order (slots freed and reused), the emptied table is given back, and
+    /// the waiters that come after are still found and cancelled by shutdown.
+    @Test func shutdownFindsTheWaitingTasksAfterABurstCameAndWent() throws {
+        let runtime = try Runtime.currentThread()
+        var random = TestRandom(seed: 0x5107)
+        let gates = (0..<5_000).map { _ in Gate() }
+        let order = gates.indices.shuffled(using: &random)
+        let (burst, late) = try runtime.run { () async throws -> (Int, [PollTaskHandle<Int>]) in
+            let handles = try gates.map { try runtime.spawn(WaitOnGate(gate: $0)) }
+            await Tide.yield()
+            // Half finish, half of the freed slots are taken again, then the rest finish.
+            for index in order.prefix(2_500) { gates[index].set() }
+            await Tide.yield()
+            let refill = try (0..<1_250).map { _ in try runtime.spawn(WaitOnGate(gate: Gate())) }
+            await Tide.yield()
+            for index in order.dropFirst(2_500) { gates[index].set() }
+            var sum = 0
+            for handle in handles { sum += try await handle.value }
+            for handle in refill { handle.cancel() }
+            for handle in refill {
+                await #expect(throws: JoinError.cancelled) { try await handle.value }
+            }
+            let late = try (0..<3).map { _ in try runtime.spawn(WaitOnGate(gate: Gate())) }
+            await Tide.yield()
+            return (sum, late)
+        }
+        #expect(burst == 7 * 5_000)
+        #expect(runtime.metrics.pollTasksAlive == 3)
+        runtime.shutdown()
+        for handle in late { #expect(handle.isFinished) }
+        #expect(runtime.metrics.pollTasksAlive == 0)
+    }
+
+    /// Pending until `gate` opens, then 7: a future of one reference.
+    private struct WaitOnGate: Future {
+        let gate: Gate
+        func poll(_ context: inout Context) -> Poll<Int> {
+            gate.waker.register(context)
+            return gate.open.load(ordering: .acquiring) ? .ready(7) : .pending
+        }
     }
 
     @Test func cancelledPollTaskDropsItsFutureAndReportsCancelled() throws {

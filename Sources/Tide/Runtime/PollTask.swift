@@ -38,27 +38,26 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// `poller` of a task that its own wake put back on the run queue.
     static let selfQueued: UInt32 = 2
 
-    // Field order packs the object: the two flags and the 32-bit state word share the last 8
-    // bytes of `AtomicWaker` (whose own state is 16 bits after its slot), and `poller` is a
-    // 32-bit thread id, so the task's own fields end at byte 72 and one whose output and future
-    // take up to 32 bytes fits a 128-byte allocation (which glibc frees to a fast bin).
+    // Field order packs the object: the flag and the 32-bit state word share the last 8 bytes
+    // of `AtomicWaker` (whose own state is 16 bits after its slot), `poller` and `liveSlot` are
+    // 32 bits each, so the task's own fields end at byte 56 and one whose output and future
+    // take up to 48 bytes fits a 112-byte allocation (which glibc frees to a fast bin).
     let cancelRequested = Atomic<Bool>(false)
-    /// Whether the task is on the runtime's live list (from its first wait until it completes);
-    /// written under the registry lock by the thread that owns the task's turn.
-    @exclusivity(unchecked) var isListed = false
     @usableFromInline let state = Atomic<UInt32>(0)
     /// The polling thread's `ctide_thread_id()`, bit 0 set once the task woke itself in this
     /// poll; `selfQueued` between such a poll and the next; else 0. Written only by the thread
     /// that owns the task's turn; other threads only compare it with their own id.
     let poller = Atomic<UInt32>(0)
+    /// The task's slot in the runtime's table of live tasks (from its first wait until it
+    /// completes), `notListed` otherwise; written under the registry lock by the thread that owns
+    /// the task's turn.
+    @exclusivity(unchecked) var liveSlot = PollTaskBase.notListed
+    static let notListed = UInt32.max
     /// The joiners' waker slot is the task itself (it inherits `AtomicWaker`): one allocation
     /// per task instead of two.
     @inlinable
     final var joinWaker: AtomicWaker { self }
     let scheduler: Runtime
-    // Links in the runtime's list of live tasks (guarded by the runtime's registry lock).
-    @exclusivity(unchecked) var previousLive: Unmanaged<PollTaskBase>?
-    @exclusivity(unchecked) var nextLive: Unmanaged<PollTaskBase>?
 
     @usableFromInline
     init(scheduler: Runtime) {
@@ -201,7 +200,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         }
         poller.store(0, ordering: .relaxed)
         // About to wait: only the wakers will hold it, so shutdown must be able to find it.
-        if !isListed { scheduler.taskWillWait(self) }
+        if liveSlot == Self.notListed { scheduler.taskWillWait(self) }
         var observed = state.load(ordering: .acquiring)
         while true {
             let flags = observed & ~Self.stateMask

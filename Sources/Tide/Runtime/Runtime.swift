@@ -97,9 +97,11 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// so that `shutdown()` can cancel them: a waiting task is in no queue, only in the wakers
     /// that will wake it. A task joins the list at its first wait, not at spawn: a task that
     /// completes in its first poll (or is still queued at shutdown, where the queues cancel it)
-    /// never takes the lock. The head of an intrusive list through
-    /// `PollTaskBase.previousLive/nextLive`; each member holds one retain for the list.
-    @exclusivity(unchecked) private var liveHead: Unmanaged<PollTaskBase>?
+    /// never takes the lock. A table, not an intrusive list, so that the task keeps a 32-bit
+    /// slot number instead of two links (16 bytes of every poll task); each member holds one
+    /// retain for the table. `freeLiveSlots` are the table's empty slots, reused first.
+    @exclusivity(unchecked) private var liveTasks: [Unmanaged<PollTaskBase>?] = []
+    @exclusivity(unchecked) private var freeLiveSlots: [UInt32] = []
     private let counters = Counters()
 
     private init(
@@ -277,17 +279,21 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         reschedule(Unmanaged.passRetained(task))
     }
 
-    /// Puts `task` on the live list when it is about to wait for the first time; called by the
+    /// Puts `task` in the table of live tasks when it is about to wait for the first time; called by the
     /// thread running it (state `running`), so no other thread can finish it meanwhile.
     func taskWillWait(_ task: PollTaskBase) {
+        // The table's reference, released when the task leaves it.
+        let unmanaged = Unmanaged.passRetained(task)
         registryLock.withLock {
-            let unmanaged = Unmanaged.passUnretained(task)
-            task.nextLive = liveHead
-            liveHead?.takeUnretainedValue().previousLive = unmanaged
-            liveHead = unmanaged
-            task.isListed = true
+            if let slot = freeLiveSlots.popLast() {
+                liveTasks[Int(slot)] = unmanaged
+                task.liveSlot = slot
+            } else {
+                // 2^32 - 1 tasks waiting at once (the sentinel) would need over 400 GB.
+                task.liveSlot = UInt32(liveTasks.count)
+                liveTasks.append(unmanaged)
+            }
         }
-        _ = Unmanaged.passRetained(task)  // the live list's reference, released when it leaves
     }
 
     /// Spawns a Swift task that prefers this runtime as its executor, and returns its handle.
@@ -376,13 +382,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// (its future dropped, its joiners woken with `JoinError.cancelled`).
     private func cancelWaitingTasks(onlyIdle: Bool = false) {
         let remaining = registryLock.withLock { () -> [PollTaskBase] in
-            var all: [PollTaskBase] = []
-            var node = liveHead
-            while let current = node {
-                all.append(current.takeUnretainedValue())
-                node = current.takeUnretainedValue().nextLive
-            }
-            return all
+            liveTasks.compactMap { $0?.takeUnretainedValue() }
         }
         for task in remaining {
             if onlyIdle { task.cancelIfWaiting() } else { task.cancelAtShutdown() }
@@ -429,24 +429,24 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// Counts a finished poll task and takes it off the live list if it is there; called by the
+    /// Counts a finished poll task and takes it out of the table of live tasks if it is there; called by the
     /// thread that completed it.
     func taskFinished(_ task: PollTaskBase) {
         counters.pollFinished.add(1, ordering: .relaxed)
         // Written (under the lock) only by threads that owned the task's turn before this one;
         // the state word's acquire orders that write before this read.
-        guard task.isListed else { return }
+        guard task.liveSlot != PollTaskBase.notListed else { return }
         let wasListed = registryLock.withLock { () -> Bool in
-            guard task.isListed else { return false }
-            task.isListed = false
-            if let previous = task.previousLive {
-                previous.takeUnretainedValue().nextLive = task.nextLive
-            } else {
-                liveHead = task.nextLive
+            let slot = task.liveSlot
+            guard slot != PollTaskBase.notListed else { return false }
+            task.liveSlot = PollTaskBase.notListed
+            liveTasks[Int(slot)] = nil
+            freeLiveSlots.append(slot)
+            if freeLiveSlots.count == liveTasks.count, liveTasks.count > 4096 {
+                // Nobody waits any more: give back what a burst of waiting tasks grew.
+                liveTasks = []
+                freeLiveSlots = []
             }
-            task.nextLive?.takeUnretainedValue().previousLive = task.previousLive
-            task.previousLive = nil
-            task.nextLive = nil
             return true
         }
         if wasListed { Unmanaged.passUnretained(task).release() }

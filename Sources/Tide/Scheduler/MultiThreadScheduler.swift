@@ -316,7 +316,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
             while let item = worker.queue.pop() { leftovers.append(item) }
         }
         // Queued poll tasks complete as cancelled here (the runtime then cancels the waiting
-        // ones, which are on its live list).
+        // ones, which are in its table of live tasks).
         for item in leftovers where item.isTask {
             item.task._withUnsafeGuaranteedRef { $0.cancelAtShutdown() }
             item.task.release()
