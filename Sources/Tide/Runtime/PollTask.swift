@@ -40,8 +40,9 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
 
     // Field order packs the object: the flag and the 32-bit state word share the last 8 bytes
     // of `AtomicWaker` (whose own state is 16 bits after its slot), `poller` and `liveSlot` are
-    // 32 bits each, so the task's own fields end at byte 56 and one whose output and future
-    // take up to 48 bytes fits a 112-byte allocation (which glibc frees to a fast bin).
+    // 32 bits each, so the base's fields end at byte 56. With the 16-byte poll step of
+    // `PollTask`, a task whose output and future take up to 32 bytes is at most 104 bytes: a
+    // 112-byte malloc chunk (which glibc frees to a fast bin).
     let cancelRequested = Atomic<Bool>(false)
     @usableFromInline let state = Atomic<UInt32>(0)
     /// The polling thread's `ctide_thread_id()`, bit 0 set once the task woke itself in this
