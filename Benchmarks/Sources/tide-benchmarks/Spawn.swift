@@ -103,7 +103,10 @@ struct SumInOrder: Future {
 
     mutating func poll(_ context: inout Context) -> Poll<Result<Int, JoinError>> {
         while next < handles.count {
-            guard case .ready(let result) = handles[next].poll(&context) else { return .pending }
+            // A copy of the handle, as `for handle in handles` makes: polled in place, the
+            // array (shared with the caller) was copied whole on the first poll.
+            var handle = handles[next]
+            guard case .ready(let result) = handle.poll(&context) else { return .pending }
             switch result {
             case .success(let value): sum &+= value
             case .failure(let error): return .ready(.failure(error))
