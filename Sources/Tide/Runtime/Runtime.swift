@@ -279,8 +279,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         reschedule(Unmanaged.passRetained(task))
     }
 
-    /// Puts `task` in the table of live tasks when it is about to wait for the first time; called by the
-    /// thread running it (state `running`), so no other thread can finish it meanwhile.
+    /// Puts `task` in the table of live tasks when it is about to wait for the first time;
+    /// called by the thread running it (state `running`), so no other thread can finish it
+    /// meanwhile.
     func taskWillWait(_ task: PollTaskBase) {
         // The table's reference, released when the task leaves it.
         let unmanaged = Unmanaged.passRetained(task)
