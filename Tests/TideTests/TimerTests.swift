@@ -332,37 +332,55 @@ struct TimeTests {
     }
 
     /// Task.sleep's wake-up is a task of its own without an executor preference. Run as a job of
-    /// Tide's task executor, it hopped to Swift's global executor before resuming the sleeper,
-    /// so a sleep on a Tide runtime never ended while that executor's threads were all busy.
-    /// Here they are all blocked (the test's own thread plus one blocker per other core) while
-    /// both flavours sleep; a watchdog unblocks them after 10 s, and must not have had to.
-    @Test func taskSleepOnARuntimeEndsWhileSwiftsGlobalExecutorIsBlocked() throws {
-        final class Flag: Sendable { let isSet = Atomic<Bool>(false) }
-        let width = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let blockersStarted = AtomicCounter()
-        let released = Flag()
-        for _ in 1..<width {
-            Task.detached {
-                blockersStarted.increment()
-                while !released.isSet.load(ordering: .acquiring) { usleep(1_000) }
-            }
-        }
-        let watchdog = TestThread {
-            for _ in 0..<1_000 where !released.isSet.load(ordering: .acquiring) { usleep(10_000) }
-            released.isSet.store(true, ordering: .releasing)
-        }
-        // Other tests may hold the pool's threads for a while; the blockers start once they
-        // are free (bounded by the watchdog).
-        while blockersStarted.value < width - 1, !released.isSet.load(ordering: .acquiring) {
-            usleep(1_000)
-        }
+    /// Tide's task executor, it hopped to Swift's global executor before resuming the sleeper:
+    /// every sleep went through Dispatch's pool, and never ended while that pool's threads were
+    /// all busy (two tests blocked in `run` on two cores). On the generic executor it resumes
+    /// the sleeper on the runtime's own thread: nothing comes back from outside.
+    @Test func taskSleepWakesWithoutLeavingTheRuntime() throws {
         for runtime in [try Runtime.currentThread(), try Runtime.multiThread(workers: 2)] {
             defer { runtime.shutdown() }
-            try runtime.run { try await Task.sleep(for: .milliseconds(5)) }
+            let (before, after, onRuntime) = try runtime.run { () async throws -> (Int, Int, Bool) in
+                let before = runtime.metrics.remoteSchedules
+                try await Task.sleep(for: .milliseconds(5))
+                return (before, runtime.metrics.remoteSchedules, Runtime.current === runtime)
+            }
+            #expect(after == before, "the sleep's wake-up came back from outside the runtime")
+            #expect(onRuntime)
         }
-        let watchdogHadToRelease = released.isSet.exchange(true, ordering: .acquiringAndReleasing)
-        watchdog.join()
-        #expect(!watchdogHadToRelease, "Task.sleep waited for Swift's global executor")
+    }
+
+    /// `remoteSchedules` counts what other threads queue, and only that.
+    @Test func remoteSchedulesCountsWorkQueuedFromOtherThreads() throws {
+        for runtime in [try Runtime.currentThread(), try Runtime.multiThread(workers: 2)] {
+            defer { runtime.shutdown() }
+            let (before, afterLocal, afterRemote) = try runtime.run {
+                () async throws -> (Int, Int, Int) in
+                let before = runtime.metrics.remoteSchedules
+                // Spawned and woken on the runtime's threads: not remote.
+                let (tx, rx) = try Channel<Int>.bounded(capacity: 1)
+                let local = Tide.spawn { try await rx.receive() ?? -1 }
+                try await Tide.sleep(for: .milliseconds(1))
+                try await tx.send(1)
+                let localValue = try await local.value
+                let afterLocal = runtime.metrics.remoteSchedules
+                // Three poll tasks spawned from a plain thread: three remote schedules.
+                let handles = Synchronization.Mutex<[PollTaskHandle<Int>]>([])
+                let spawner = TestThread {
+                    for value in 0..<3 {
+                        guard let handle = try? runtime.spawn(ready(value)) else { return }
+                        handles.withLock { $0.append(handle) }
+                    }
+                }
+                spawner.join()
+                let afterRemote = runtime.metrics.remoteSchedules
+                var sum = localValue
+                for handle in handles.withLock({ $0 }) { sum += try await handle.value }
+                #expect(sum == 1 + 0 + 1 + 2)
+                return (before, afterLocal, afterRemote)
+            }
+            #expect(afterLocal == before)
+            #expect(afterRemote - afterLocal == 3)
+        }
     }
 
     @Test func idleRuntimeSleepsInsteadOfSpinning() throws {

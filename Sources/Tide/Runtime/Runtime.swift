@@ -460,6 +460,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
         injectLock.withLock { inject.append(runnable) }
         injectCount.add(1, ordering: .sequentiallyConsistent)
+        counters.remoteSchedules.add(1, ordering: .relaxed)
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) {
             reactor.wakeup()
         }
@@ -586,6 +587,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             ioRegistrations: reactor.registrations,
             workers: multi?.workerMetrics() ?? [],
             globalQueueDepth: multi?.globalQueueDepth ?? injectCount.load(ordering: .relaxed),
+            remoteSchedules: multi?.remoteSchedules.load(ordering: .relaxed)
+                ?? counters.remoteSchedules.load(ordering: .relaxed),
             sparesStarted: multi?.sparesStarted.load(ordering: .relaxed) ?? 0,
             blocking: blockingPool.metrics)
     }
@@ -615,6 +618,11 @@ public struct Metrics: Sendable, Equatable {
     public var workers: [WorkerMetrics]
     /// Runnables waiting in the global injection queue.
     public var globalQueueDepth: Int
+    /// Runnables queued so far from threads that are not the runtime's (wakes from other
+    /// threads or from Swift's global executor, spawns from outside): each took the injection
+    /// queue's lock and perhaps a thread wake-up. Work that stays on the runtime's threads
+    /// (wakes from tasks, timers, I/O readiness) does not count.
+    public var remoteSchedules: Int
     /// Spare threads the stall detector started so far.
     public var sparesStarted: Int
     /// The runtime's blocking pool.
@@ -629,6 +637,7 @@ private final class Counters: Sendable {
     let pollFinished = Atomic<Int>(0)
     let polls = Atomic<Int>(0)
     let parks = Atomic<Int>(0)
+    let remoteSchedules = Atomic<Int>(0)
 }
 
 /// Where `run` receives its body's result. Written and read on the runtime's thread only.

@@ -160,6 +160,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private let monitorParker = ThreadParker()
     let sparesActive = Atomic<Int>(0)
     let sparesStarted = Atomic<Int>(0)
+    /// Pushes that went to the global queue (see `Metrics.remoteSchedules`).
+    let remoteSchedules = Atomic<Int>(0)
 
     static let workerKey: pthread_key_t = {
         var key = pthread_key_t()
@@ -339,6 +341,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         }
         injectLock.withLock { inject.append(item.bits) }
         injectCount.add(1, ordering: .sequentiallyConsistent)
+        remoteSchedules.add(1, ordering: .relaxed)
         notify()
     }
 
