@@ -353,9 +353,13 @@ struct TimeTests {
     @Test func remoteSchedulesCountsWorkQueuedFromOtherThreads() throws {
         for runtime in [try Runtime.currentThread(), try Runtime.multiThread(workers: 2)] {
             defer { runtime.shutdown() }
+            let spawnedBefore = runtime.metrics.tasksSpawned
             let (before, afterLocal, afterRemote) = try runtime.run {
                 () async throws -> (Int, Int, Int) in
                 let before = runtime.metrics.remoteSchedules
+                // A poll task spawned and finished on the runtime's thread (counted by that
+                // thread's own counters), then three from a plain thread (the shared ones).
+                #expect(try await runtime.spawn(ready(0)).value == 0)
                 // Spawned and woken on the runtime's threads: not remote.
                 let (tx, rx) = try Channel<Int>.bounded(capacity: 1)
                 let local = Tide.spawn { try await rx.receive() ?? -1 }
@@ -380,6 +384,9 @@ struct TimeTests {
             }
             #expect(afterLocal == before)
             #expect(afterRemote - afterLocal == 3)
+            let metrics = runtime.metrics
+            #expect(metrics.tasksSpawned - spawnedBefore == 1 + 1 + 3)  // run's body is not spawned
+            #expect(metrics.pollTasksAlive == 0)
         }
     }
 
