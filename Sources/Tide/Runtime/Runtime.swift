@@ -95,7 +95,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private let registryLock = WordLock()
     /// Poll tasks that waited (returned pending without waking themselves) and are not complete,
     /// so that `shutdown()` can cancel them: a waiting task is in no queue, only in the wakers
-    /// that will wake it. A task joins the list at its first wait, not at spawn: a task that
+    /// that will wake it. A task enters it at its first wait, not at spawn: a task that
     /// completes in its first poll (or is still queued at shutdown, where the queues cancel it)
     /// never takes the lock. A table, not an intrusive list, so that the task keeps a 32-bit
     /// slot number instead of two links (16 bytes of every poll task); each member holds one
@@ -430,8 +430,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// Counts a finished poll task and takes it out of the table of live tasks if it is there; called by the
-    /// thread that completed it.
+    /// Counts a finished poll task and takes it out of the table of live tasks if it is there;
+    /// called by the thread that completed it.
     func taskFinished(_ task: PollTaskBase) {
         counters.pollFinished.add(1, ordering: .relaxed)
         // Written (under the lock) only by threads that owned the task's turn before this one;
