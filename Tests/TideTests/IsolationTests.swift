@@ -38,6 +38,7 @@ final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
         stopping.store(true, ordering: .releasing)
         sem_post(ready)
         thread?.join()
+        thread = nil  // the thread's closure holds this executor
     }
 
     private func loop() {
