@@ -484,14 +484,13 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             while ran < 61, !outcome.isDone, let runnable = woken.popFirst() ?? local.popFirst() {
                 Coop.turn {
                     switch runnable {
-                    case .job(let job):
+                    case .job(let job), .genericJob(let job):
                         inTurn = true
-                        job.runSynchronously(on: executor)
-                        inTurn = false
-                        if !deferredResumes.isEmpty { resumeDeferred() }
-                    case .genericJob(let job):
-                        inTurn = true
-                        runOnGenericExecutor(job)
+                        if case .genericJob = runnable {
+                            runOnGenericExecutor(job)
+                        } else {
+                            job.runSynchronously(on: executor)
+                        }
                         inTurn = false
                         if !deferredResumes.isEmpty { resumeDeferred() }
                     case .task(let task):
