@@ -349,6 +349,34 @@ struct TimeTests {
         }
     }
 
+    /// A Task.sleep on Tide's wheel ends with `CancellationError` when its task is cancelled,
+    /// long before its deadline, and the wake-up that fires later finds nothing to resume.
+    @Test func taskSleepOnARuntimeIsCancellable() throws {
+        for runtime in [try Runtime.currentThread(), try Runtime.multiThread(workers: 2)] {
+            defer { runtime.shutdown() }
+            let (threw, armedWhileSleeping) = try runtime.run { () async throws -> (Bool, Int) in
+                let sleeper = Tide.spawn { () async -> Bool in
+                    do {
+                        try await Task.sleep(for: .seconds(30))
+                        return false
+                    } catch {
+                        return error is CancellationError
+                    }
+                }
+                // Cancelled while it sleeps, not before it starts (bounded: 2 s at most).
+                var armed = 0
+                for _ in 0..<2_000 where armed == 0 {
+                    try await Tide.sleep(for: .milliseconds(1))
+                    armed = runtime.metrics.timersArmed
+                }
+                sleeper.cancel()
+                return (try await sleeper.value, armed)
+            }
+            #expect(armedWhileSleeping == 1)
+            #expect(threw)
+        }
+    }
+
     /// `remoteSchedules` counts what other threads queue, and only that.
     @Test func remoteSchedulesCountsWorkQueuedFromOtherThreads() throws {
         for runtime in [try Runtime.currentThread(), try Runtime.multiThread(workers: 2)] {
