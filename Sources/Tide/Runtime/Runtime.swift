@@ -90,8 +90,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     // Guarded by `injectLock`.
     @exclusivity(unchecked) private var inject = RingBuffer<Runnable>()
     private let injectCount = Atomic<Int>(0)
-    /// Guards the live-task list; taken when a poll task first waits and when it finishes, so a
-    /// one-word lock rather than a pthread mutex.
+    /// Guards the table of live tasks; taken when a poll task first waits and when it
+    /// finishes, so a one-word lock rather than a pthread mutex.
     private let registryLock = WordLock()
     /// Poll tasks that waited (returned pending without waking themselves) and are not complete,
     /// so that `shutdown()` can cancel them: a waiting task is in no queue, only in the wakers
