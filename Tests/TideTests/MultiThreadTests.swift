@@ -114,8 +114,51 @@ struct MultiThreadTests {
         #expect(completions.allSatisfy { $0.value == 1 })
         let metrics = runtime.metrics
         #expect(metrics.pollTasksAlive == 0)
+        #expect(metrics.tasksSpawned == taskCount + 2)  // and the openers; run's body is not
         #expect(metrics.workers.count == 2)
         #expect(metrics.totalPolls >= taskCount)
+    }
+
+    /// Spawns counted on the workers' own counters and on the shared ones (from plain threads)
+    /// add up: every task is counted once as spawned and once as finished.
+    @Test func spawnCountsFromWorkersAndThreadsAddUp() throws {
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        let perSpawner = 500
+        let outside = (0..<2).map { offset in
+            TestThread {
+                var random = TestRandom(seed: UInt64(offset + 7))
+                for index in 0..<perSpawner {
+                    if index % 50 == 0 { jitter(&random, upTo: 10) }
+                    _ = try? runtime.spawn(ready(index))
+                }
+            }
+        }
+        let inside = try runtime.run { () async throws -> Int in
+            let spawners = (0..<2).map { _ in
+                Tide.spawn { () async throws -> Int in
+                    var sum = 0
+                    for index in 0..<perSpawner {
+                        sum += try await runtime.spawn(ready(index)).value
+                    }
+                    return sum
+                }
+            }
+            var total = 0
+            for spawner in spawners { total += try await spawner.value }
+            return total
+        }
+        for thread in outside { thread.join() }
+        #expect(inside == 2 * perSpawner * (perSpawner - 1) / 2)
+        // Tasks spawned from the plain threads may still be queued: wait (bounded) for them.
+        var waited = 0
+        while runtime.metrics.pollTasksAlive > 0 && waited < 10_000 {
+            usleep(1_000)
+            waited += 1
+        }
+        let metrics = runtime.metrics
+        #expect(metrics.pollTasksAlive == 0)
+        #expect(metrics.tasksSpawned == 4 * perSpawner + 2)
     }
 
     /// A large `joinAll` (one waker per child) polled as a poll task while its children

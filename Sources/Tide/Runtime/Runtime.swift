@@ -274,7 +274,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// scheduler along.
     @usableFromInline
     func admit(_ task: PollTaskBase) {
-        counters.pollSpawned.add(1, ordering: .relaxed)
+        count(.pollSpawned)
         task.state.store(PollTaskBase.scheduled, ordering: .releasing)
         reschedule(Unmanaged.passRetained(task))
     }
@@ -305,7 +305,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         _ body: sending @escaping () async throws -> T
     ) throws(RuntimeError) -> JoinHandle<T> {
         if isShutDown.load(ordering: .acquiring) { throw .shutDown }
-        counters.spawned.add(1, ordering: .relaxed)
+        count(.spawned)
         return JoinHandle(executor: self, body)
     }
 
@@ -313,7 +313,26 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     var isShutDownFlag: Bool { isShutDown.load(ordering: .acquiring) }
 
     func noteSpawned() {
-        counters.spawned.add(1, ordering: .relaxed)
+        count(.spawned)
+    }
+
+    /// Counts a spawn or a finished poll task. On the runtime's own threads (the owner of a
+    /// current-thread runtime, a worker of a multi-thread one) the count goes to that thread's
+    /// counters, which only it writes: a load and a store instead of a locked add, which cost
+    /// about 3% of the spawn workload per counter. Elsewhere it goes to the shared atomics.
+    @inline(__always)
+    func count(_ event: CountedEvent) {
+        if let multi = multiUnowned {
+            if multi.countOnWorker(event) { return }
+        } else if owner.load(ordering: .relaxed) == UInt(ctide_thread_id()) {
+            counters.ownerCounts.bump(event)
+            return
+        }
+        switch event {
+        case .spawned: counters.spawned.add(1, ordering: .relaxed)
+        case .pollSpawned: counters.pollSpawned.add(1, ordering: .relaxed)
+        case .pollFinished: counters.pollFinished.add(1, ordering: .relaxed)
+        }
     }
 
     /// Stops the runtime for good: queued poll tasks are cancelled (their futures dropped, their
@@ -433,7 +452,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// Counts a finished poll task and takes it out of the table of live tasks if it is there;
     /// called by the thread that completed it.
     func taskFinished(_ task: PollTaskBase) {
-        counters.pollFinished.add(1, ordering: .relaxed)
+        count(.pollFinished)
         // Written (under the lock) only by threads that owned the task's turn before this one;
         // the state word's acquire orders that write before this read.
         guard task.liveSlot != PollTaskBase.notListed else { return }
@@ -574,14 +593,21 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// depths, timers and registrations, and per-worker counters for the multi-thread flavour.
     /// Cheap to read at any time from any thread.
     public var metrics: Metrics {
-        Metrics(
-            tasksSpawned: counters.spawned.load(ordering: .relaxed)
-                + counters.pollSpawned.load(ordering: .relaxed),
+        // Finished is read first: a task counted as finished was counted as spawned before.
+        let finished = counters.pollFinished.load(ordering: .acquiring)
+            + counters.ownerCounts.load(.pollFinished)
+            + (multi?.workerCounts(.pollFinished) ?? 0)
+        let pollSpawned = counters.pollSpawned.load(ordering: .acquiring)
+            + counters.ownerCounts.load(.pollSpawned)
+            + (multi?.workerCounts(.pollSpawned) ?? 0)
+        let spawned = counters.spawned.load(ordering: .relaxed)
+            + counters.ownerCounts.load(.spawned)
+            + (multi?.workerCounts(.spawned) ?? 0)
+        return Metrics(
+            tasksSpawned: spawned + pollSpawned,
             polls: counters.polls.load(ordering: .relaxed),
             parks: counters.parks.load(ordering: .relaxed),
-            // Finished is read first: a task counted as finished was counted as spawned before.
-            pollTasksAlive: -counters.pollFinished.load(ordering: .acquiring)
-                + counters.pollSpawned.load(ordering: .acquiring),
+            pollTasksAlive: pollSpawned - finished,
             timersArmed: timers.lock.withLock { timers.count },
             ioRegistrations: reactor.registrations,
             workers: multi?.workerMetrics() ?? [],
@@ -597,6 +623,43 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         pthread_key_create(&key, nil)
         return key
     }()
+}
+
+/// What `Runtime.count` counts.
+enum CountedEvent {
+    case spawned
+    case pollSpawned
+    case pollFinished
+}
+
+/// Spawn and finish counts written by one thread only (a current-thread runtime's owner, or one
+/// worker), with a load and a store; other threads only read them.
+final class OwnedCounts: Sendable {
+    let spawned = Atomic<Int>(0)
+    let pollSpawned = Atomic<Int>(0)
+    let pollFinished = Atomic<Int>(0)
+
+    /// Adds one to `event`'s count; only from the owning thread. The releasing store pairs with
+    /// the metrics reader's acquiring load (see `Runtime.metrics`).
+    @inline(__always)
+    func bump(_ event: CountedEvent) {
+        switch event {
+        case .spawned: spawned.store(spawned.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        case .pollSpawned:
+            pollSpawned.store(pollSpawned.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        case .pollFinished:
+            pollFinished.store(pollFinished.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        }
+    }
+
+    /// `event`'s count, with an acquiring load.
+    func load(_ event: CountedEvent) -> Int {
+        switch event {
+        case .spawned: spawned.load(ordering: .acquiring)
+        case .pollSpawned: pollSpawned.load(ordering: .acquiring)
+        case .pollFinished: pollFinished.load(ordering: .acquiring)
+        }
+    }
 }
 
 /// A snapshot of a runtime's counters.
@@ -631,9 +694,12 @@ public struct Metrics: Sendable, Equatable {
 }
 
 private final class Counters: Sendable {
+    /// Counts from threads that are not the runtime's (locked adds).
     let spawned = Atomic<Int>(0)
     let pollSpawned = Atomic<Int>(0)
     let pollFinished = Atomic<Int>(0)
+    /// Counts from the owner of a current-thread runtime.
+    let ownerCounts = OwnedCounts()
     let polls = Atomic<Int>(0)
     let parks = Atomic<Int>(0)
     let remoteSchedules = Atomic<Int>(0)

@@ -101,6 +101,8 @@ final class Worker: @unchecked Sendable {
     let steals = Atomic<Int>(0)
     let parks = Atomic<Int>(0)
     let stallsSeen = Atomic<Int>(0)
+    /// Spawns and finished poll tasks counted on this worker (see `Runtime.count`).
+    let counts = OwnedCounts()
     // Owner-only state.
     /// The worker thread's `ctide_thread_id()`, set by the thread when it starts.
     @exclusivity(unchecked) var selfID: UInt32 = 0
@@ -210,6 +212,23 @@ final class MultiThreadScheduler: @unchecked Sendable {
         }
         worker.deferNext = false
         worker.deferredResumes.removeAll(keepingCapacity: true)
+    }
+
+    /// Counts `event` in the calling worker's own counters; false if the caller is not one of
+    /// this scheduler's workers.
+    @inline(__always)
+    func countOnWorker(_ event: CountedEvent) -> Bool {
+        guard let pointer = pthread_getspecific(Self.workerKey) else { return false }
+        return Unmanaged<Worker>.fromOpaque(pointer)._withUnsafeGuaranteedRef { worker in
+            guard worker.owner === self else { return false }
+            worker.counts.bump(event)
+            return true
+        }
+    }
+
+    /// `event`'s counts summed over every worker, spares included.
+    func workerCounts(_ event: CountedEvent) -> Int {
+        workers.reduce(0) { $0 + $1.counts.load(event) }
     }
 
     /// The worker running on the calling thread, if it belongs to this scheduler.
