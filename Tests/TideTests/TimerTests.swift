@@ -74,7 +74,8 @@ struct TimerWheelTests {
         #expect(log.allSatisfy { deadlines[$0.index] <= $0.at })
         // Deadline order across advances: a timer fired in a later advance never has an earlier
         // deadline tick than one fired before it.
-        let ticks = log.map { (deadlines[$0.index] - wheel.originNanoseconds + 999_999) / 1_000_000 }
+        let tick = TimerWheel.tickNanoseconds
+        let ticks = log.map { (deadlines[$0.index] - wheel.originNanoseconds + tick - 1) / tick }
         var ordered = true
         for index in 1..<ticks.count where ticks[index] < ticks[index - 1] && log[index].at != log[index - 1].at {
             ordered = false
@@ -85,9 +86,9 @@ struct TimerWheelTests {
         _ = entries
     }
 
-    /// Level 0 covers one 4096-tick window; deadlines past its end wait one level up and cascade
-    /// when the window turns. Stepping 1 ms at a time across that edge, each timer fires in the
-    /// first step at or after its deadline: not early, and not a step late.
+    /// Level 0 covers one 16384-tick window (4096 ms); deadlines past its end wait one level up
+    /// and cascade when the window turns. Stepping 1 ms at a time across that edge, each timer
+    /// fires in the first step at or after its deadline: not early, and not a step late.
     @Test func timersAcrossTheLevelZeroEdgeFireInTheirOwnTick() {
         let wheel = TimerWheel()
         let millisecond: UInt64 = 1_000_000
@@ -120,11 +121,61 @@ struct TimerWheelTests {
         #expect(log.count == deadlines.count)
         for (offset, deadline) in deadlines {
             guard let at = log[offset] else { continue }
-            // The first 1 ms step at or after the deadline's tick (deadlines round up to a tick).
-            let tickStart = wheel.originNanoseconds
-                + (deadline - wheel.originNanoseconds + millisecond - 1) / millisecond * millisecond
+            // The first 1 ms step at or after the deadline's tick (deadlines round up to a tick,
+            // which is shorter than a step).
+            let tickStart = wheel.originNanoseconds + wheel.tick(forDeadline: deadline)
+                * TimerWheel.tickNanoseconds
             #expect(at >= deadline)
             #expect(at < tickStart + millisecond, "timer \(offset) fired a step late")
+        }
+        #expect(wheel.count == 0)
+        _ = entries
+        _ = recorders
+    }
+
+    /// Timers whose deadlines fall in the same millisecond but in different ticks fire in
+    /// different advances: each within one tick (250 µs) of its deadline, none early. Deadlines
+    /// are spread over the whole of level 0 (its 256 bitmap words and their 4-word summary).
+    @Test func timersFireWithinOneTickOfTheirDeadline() {
+        let wheel = TimerWheel()
+        let base = wheel.originNanoseconds + 3_600_000_000_000  // one hour in
+        wheel.advance(now: base)
+        let fired = Synchronization.Mutex<[Int: UInt64]>([:])
+        nonisolated(unsafe) var currentNow: UInt64 = base
+        var entries: [TimerEntry] = []
+        var recorders: [WakeRecorder] = []
+        var deadlines: [Int: UInt64] = [:]
+        var random = TestRandom(seed: 5)
+        for index in 0..<300 {
+            // Pairs of deadlines 0.3 ms apart, somewhere in the next ~4 s.
+            let millisecond = UInt64(index / 2) * 13 + 1
+            let deadline = base + millisecond * 1_000_000 + UInt64(index % 2) * 300_000
+                + UInt64(random.next(100_000))
+            let entry = wheel.makeEntry(deadlineNanoseconds: deadline)
+            let recorder = WakeRecorder(index: index)
+            recorder.sink = { index in fired.withLock { $0[index] = currentNow } }
+            let waker = recorder.waker()
+            var context = Context(waker: waker)
+            #expect(!entry.poll(&context).isReady)
+            entries.append(entry)
+            recorders.append(recorder)
+            deadlines[index] = deadline
+        }
+        // Simulated time moves in 50 µs steps: a timer fires in the first step after its tick.
+        let step: UInt64 = 50_000
+        var now = base
+        let end = deadlines.values.max()! + 1_000_000
+        while now < end {
+            now += step
+            currentNow = now
+            wheel.advance(now: now)
+        }
+        let log = fired.withLock { $0 }
+        #expect(log.count == deadlines.count)
+        for (index, deadline) in deadlines {
+            guard let at = log[index] else { continue }
+            #expect(at >= deadline, "timer \(index) fired early")
+            #expect(at < deadline + 250_000 + step, "timer \(index) fired more than a tick late")
         }
         #expect(wheel.count == 0)
         _ = entries
