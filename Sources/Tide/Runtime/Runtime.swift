@@ -68,9 +68,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     /// The multi-thread scheduler, or nil for the current-thread flavour.
     let multi: MultiThreadScheduler?
-    /// `multi` without the retain and release that reading an optional class field costs on
-    /// the enqueue path (the runtime owns the scheduler for its whole life).
-    unowned(unsafe) let multiUnowned: MultiThreadScheduler?
+    /// `multi`, to borrow without a retain and release on the enqueue path (the runtime owns the
+    /// scheduler for its whole life). An `unowned(unsafe)` field did not do it: binding it with
+    /// `if let` retained the scheduler, an atomic pair per enqueue.
+    let multiRef: Unmanaged<MultiThreadScheduler>?
     /// Current-thread flavour: the `ctide_thread_id()` of the thread inside `run` (4 or more, the
     /// same id a poll task records as its poller). Multi-thread: 1 while `run` waits.
     private let owner = Atomic<UInt>(0)
@@ -118,7 +119,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             MultiThreadScheduler(
                 workers: count, stallThreshold: stallThreshold, onStall: onStall ?? Runtime.logStall)
         }
-        multiUnowned = multi
+        multiRef = multi.map { Unmanaged.passUnretained($0) }
         if let scheduler = multi {
             scheduler.runtime = self
             timers.onEarlierDeadline = { scheduler.timerArmedEarlier() }
@@ -322,8 +323,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// about 3% of the spawn workload per counter. Elsewhere it goes to the shared atomics.
     @inline(__always)
     func count(_ event: CountedEvent) {
-        if let multi = multiUnowned {
-            if multi.countOnWorker(event) { return }
+        if let multi = multiRef {
+            if multi._withUnsafeGuaranteedRef({ $0.countOnWorker(event) }) { return }
         } else if owner.load(ordering: .relaxed) == UInt(ctide_thread_id()) {
             counters.ownerCounts.bump(event)
             return
@@ -422,8 +423,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// executor preference, and one run as a job of Tide's task executor hops off it (to Swift's
     /// global executor) at its first suspension point or return.
     func enqueueJob(_ job: UnownedJob, global: Bool = false) {
-        if let multi = multiUnowned {
-            multi.push(global ? RunnableRef(globalJob: job) : RunnableRef(job: job))
+        if let multi = multiRef {
+            let item = global ? RunnableRef(globalJob: job) : RunnableRef(job: job)
+            multi._withUnsafeGuaranteedRef { $0.push(item) }
         } else {
             push(global ? .genericJob(job) : .job(job))
         }
@@ -541,7 +543,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     static func deferResumeOnThisThread(_ continuation: UnsafeContinuation<Bool, Never>) -> Bool {
         guard let pointer = pthread_getspecific(currentKey) else { return false }
         return Unmanaged<Runtime>.fromOpaque(pointer)._withUnsafeGuaranteedRef { runtime in
-            if let multi = runtime.multiUnowned { return multi.deferResume(continuation) }
+            if let multi = runtime.multiRef {
+                return multi._withUnsafeGuaranteedRef { $0.deferResume(continuation) }
+            }
             guard runtime.owner.load(ordering: .relaxed) == UInt(ctide_thread_id()), runtime.inTurn
             else { return false }
             runtime.deferredResumes.append(continuation)

@@ -94,22 +94,21 @@ final class LocalQueue: @unchecked Sendable {
 
     var isEmpty: Bool { count == 0 }
 
-    /// Owner only. Pushes `item`; if full, moves half of the queue plus `item` into `overflow`
-    /// (the global queue) instead.
-    func push(_ item: RunnableRef, overflow: (inout [RunnableRef]) -> Void) {
+    /// Owner only. Pushes `item` and returns nil; if the queue is full, takes half of it out
+    /// and returns that half plus `item`, for the caller to move to the global queue. (Returned
+    /// rather than handed to a closure: forming the closure retained the scheduler per push.)
+    func push(_ item: RunnableRef) -> [RunnableRef]? {
         while true {
             let (steal, _) = Self.unpack(head.load(ordering: .acquiring))
             let tail = self.tail.load(ordering: .relaxed)
             if tail &- steal < Self.capacity {
                 slots[Int(tail & Self.mask)] = item.bits
                 self.tail.store(tail &+ 1, ordering: .releasing)
-                return
+                return nil
             }
-            if let batch = takeHalfForOverflow(tail: tail) {
-                var moved = batch
+            if var moved = takeHalfForOverflow(tail: tail) {
                 moved.append(item)
-                overflow(&moved)
-                return
+                return moved
             }
             // A stealer moved head meanwhile; there is room now or soon. Retry.
         }

@@ -115,8 +115,10 @@ final class Worker: @unchecked Sendable {
     /// Continuations of tasks that yielded in the current job, resumed when it returns.
     @exclusivity(unchecked) var deferredResumes: [UnsafeContinuation<Bool, Never>] = []
 
-    /// The scheduler this worker belongs to, for a cheap "is this thread one of ours" check.
-    @exclusivity(unchecked) unowned(unsafe) var owner: MultiThreadScheduler? = nil
+    /// The address of the scheduler this worker belongs to, for a cheap "is this thread one of
+    /// ours" check: compared as an address, not loaded as a reference, which retained and
+    /// released the scheduler on every push.
+    @exclusivity(unchecked) var owner: UnsafeMutableRawPointer? = nil
 
     init(index: Int, isSpare: Bool) {
         self.index = index
@@ -170,6 +172,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
         pthread_key_create(&key, nil)
         return key
     }()
+    /// `workerKey`, read once: each read of the static checks its lazy initialisation (a call
+    /// to `swift_once`), on every push.
+    private let workerKeyCopy = MultiThreadScheduler.workerKey
 
     init(
         workers: Int, stallThreshold: Duration,
@@ -180,7 +185,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         self.onStall = onStall
         let spares = max(workers, 1)
         self.workers = (0..<(workers + spares)).map { Worker(index: $0, isSpare: $0 >= workers) }
-        for worker in self.workers { worker.owner = self }
+        for worker in self.workers { worker.owner = Unmanaged.passUnretained(self).toOpaque() }
     }
 
     deinit {
@@ -191,9 +196,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// Parks `continuation` in the calling worker's deferred list if the caller runs inside one
     /// of this scheduler's jobs; false otherwise.
     func deferResume(_ continuation: UnsafeContinuation<Bool, Never>) -> Bool {
-        guard let pointer = pthread_getspecific(Self.workerKey) else { return false }
+        guard let pointer = pthread_getspecific(workerKeyCopy) else { return false }
         return Unmanaged<Worker>.fromOpaque(pointer)._withUnsafeGuaranteedRef { worker in
-            guard worker.owner === self, worker.inJob.load(ordering: .relaxed) else { return false }
+            guard worker.owner == selfAddress, worker.inJob.load(ordering: .relaxed) else { return false }
             worker.deferredResumes.append(continuation)
             return true
         }
@@ -218,9 +223,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// this scheduler's workers.
     @inline(__always)
     func countOnWorker(_ event: CountedEvent) -> Bool {
-        guard let pointer = pthread_getspecific(Self.workerKey) else { return false }
+        guard let pointer = pthread_getspecific(workerKeyCopy) else { return false }
         return Unmanaged<Worker>.fromOpaque(pointer)._withUnsafeGuaranteedRef { worker in
-            guard worker.owner === self else { return false }
+            guard worker.owner == selfAddress else { return false }
             worker.counts.bump(event)
             return true
         }
@@ -231,11 +236,15 @@ final class MultiThreadScheduler: @unchecked Sendable {
         workers.reduce(0) { $0 + $1.counts.load(event) }
     }
 
+    /// This scheduler's address, as workers record their owner.
+    @inline(__always)
+    private var selfAddress: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
     /// The worker running on the calling thread, if it belongs to this scheduler.
     var currentWorker: Worker? {
-        guard let pointer = pthread_getspecific(Self.workerKey) else { return nil }
+        guard let pointer = pthread_getspecific(workerKeyCopy) else { return nil }
         let worker = Unmanaged<Worker>.fromOpaque(pointer).takeUnretainedValue()
-        return worker.owner === self ? worker : nil
+        return worker.owner == selfAddress ? worker : nil
     }
 
     // MARK: Starting and stopping
@@ -350,11 +359,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// `Tide.yield()` or a task re-queueing itself, to the back of the local queue); from
     /// anywhere else to the global queue.
     func push(_ item: RunnableRef, yielding: Bool = false) {
-        if let pointer = pthread_getspecific(Self.workerKey) {
+        if let pointer = pthread_getspecific(workerKeyCopy) {
             // The worker is borrowed, not retained: an atomic retain and release per push
             // were a tenth of the yield profile.
             let pushed = Unmanaged<Worker>.fromOpaque(pointer)._withUnsafeGuaranteedRef { worker in
-                worker.owner === self && pushFromWorker(item, yielding: yielding, worker)
+                worker.owner == selfAddress && pushFromWorker(item, yielding: yielding, worker)
             }
             if pushed { return }
         }
@@ -401,10 +410,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
     }
 
     private func pushLocal(_ item: RunnableRef, _ worker: Worker) {
-        worker.queue.push(item) { overflow in
-            injectLock.withLock { for moved in overflow { inject.append(moved.bits) } }
-            injectCount.add(overflow.count, ordering: .sequentiallyConsistent)
-        }
+        guard let overflow = worker.queue.push(item) else { return }
+        injectLock.withLock { for moved in overflow { inject.append(moved.bits) } }
+        injectCount.add(overflow.count, ordering: .sequentiallyConsistent)
     }
 
     /// Wakes one parked worker if no worker is already searching for work.
@@ -439,7 +447,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     // MARK: Worker loop
 
     private func workerLoop(_ worker: Worker) {
-        pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(worker).toOpaque())
+        pthread_setspecific(workerKeyCopy, Unmanaged.passUnretained(worker).toOpaque())
         runtime.enterThread()
         worker.selfID = ctide_thread_id()
         defer {
