@@ -391,6 +391,14 @@ final class MultiThreadScheduler: @unchecked Sendable {
             // a sibling for, as in tokio: the slot's own task runs here when this job ends, and
             // waking a sibling per wake cost a futex syscall per ping-pong message. If this job
             // stalls instead, the monitor hands the slot to another thread.
+            //
+            // Only this worker fills its slot; other threads only empty it (exchange with 0). So
+            // an empty slot can be filled with a plain store, not a locked exchange: a stealer's
+            // exchange that comes first finds nothing, one that comes after takes this item.
+            if worker.lifo.load(ordering: .relaxed) == 0 {
+                worker.lifo.store(item.bits, ordering: .releasing)
+                return true
+            }
             let previous = worker.lifo.exchange(item.bits, ordering: .acquiringAndReleasing)
             if previous != 0 {
                 pushLocal(RunnableRef(bits: previous), worker)
