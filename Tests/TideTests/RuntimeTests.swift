@@ -128,8 +128,9 @@ struct RuntimeTests {
     }
 
     /// W4's budget is 128 bytes per waiting poll task: one whose future and output are small is
-    /// a single 112-byte malloc chunk (glibc's usable size 104), whether it waits or completed.
-    @Test func aSmallPollTaskIsOneAllocationOf112Bytes() throws {
+    /// a single 96-byte malloc chunk (glibc's usable size 88), whether it waits or completed:
+    /// the future and the output share one field.
+    @Test func aSmallPollTaskIsOneAllocationOf96Bytes() throws {
         let runtime = try Runtime.currentThread()
         let gate = Gate()
         let (waiting, finished) = try runtime.run { () async throws -> (Int, Int) in
@@ -145,8 +146,8 @@ struct RuntimeTests {
             #expect(try await waiting.value == 7)
             return sizes
         }
-        #expect(waiting <= 104, "a waiting poll task takes \(waiting) usable bytes")
-        #expect(finished <= 104, "a finished poll task takes \(finished) usable bytes")
+        #expect(waiting <= 88, "a waiting poll task takes \(waiting) usable bytes")
+        #expect(finished <= 88, "a finished poll task takes \(finished) usable bytes")
     }
 
     /// The table of waiting tasks (what shutdown cancels) through a burst: 5,000 waiters fill

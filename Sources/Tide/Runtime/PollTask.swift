@@ -18,6 +18,12 @@
  After such a poll the task stays `running` and goes straight back to the run queue, marked
  `selfQueued`; its next run starts from `running` (or `notified`, if another thread woke it
  meanwhile: that wake is covered by the poll about to run).
+
+ Storage. The future and the output share one field, a `PollStage` (running: the future;
+ finished: the output; consumed: neither), so a task is as large as the larger of the two, not
+ their sum. Only code specialised for the future's type can read that field, so the task keeps
+ one closure made where `spawn` is specialised, `step`: it polls the future, or copies the output
+ out for a handle (which knows only the output's type).
 */
 
 #if canImport(Glibc)
@@ -40,9 +46,10 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
 
     // Field order packs the object: the flag and the 32-bit state word share the last 8 bytes
     // of `AtomicWaker` (whose own state is 16 bits after its slot), `poller` and `liveSlot` are
-    // 32 bits each, so the base's fields end at byte 56. With the 16-byte poll step of
-    // `PollTask`, a task whose output and future take up to 32 bytes is at most 104 bytes: a
-    // 112-byte malloc chunk (which glibc frees to a fast bin).
+    // 32 bits each, so the base's fields end at byte 56, and with the 16-byte `step` at 72. A
+    // task whose stage (the larger of its future and output, and a tag) takes up to 16 bytes is
+    // at most 88 bytes, a 96-byte malloc chunk; up to 32 bytes, a 112-byte one (glibc frees both
+    // to a fast bin).
     let cancelRequested = Atomic<Bool>(false)
     @usableFromInline let state = Atomic<UInt32>(0)
     /// The polling thread's `ctide_thread_id()`, bit 0 set once the task woke itself in this
@@ -59,18 +66,32 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     @inlinable
     final var joinWaker: AtomicWaker { self }
     let scheduler: Runtime
+    /// Polls the future (`.poll`: the pointer is the `Context`; true when the task completed) or
+    /// copies the output into an `Output?` (`.copyOutput`: true if there was one), and
+    /// `.cancel` drops the future. Made where `spawn` is specialised for the future's type: the
+    /// task's own generic methods are shared code that looks up type metadata on every call,
+    /// this closure is not.
+    @usableFromInline let step: (PollTaskBase, PollStep, UnsafeMutableRawPointer?) -> Bool
 
     @usableFromInline
-    init(scheduler: Runtime) {
+    init(
+        scheduler: Runtime,
+        step: @escaping (PollTaskBase, PollStep, UnsafeMutableRawPointer?) -> Bool
+    ) {
         self.scheduler = scheduler
+        self.step = step
     }
 
     /// Polls the future once (state is `running`); returns true when the task completed.
-    @usableFromInline
-    func pollFuture(_ context: inout Context) -> Bool { preconditionFailure("abstract") }
-    /// Drops the future and records cancellation as the result.
-    @usableFromInline
-    func cancelFuture() { preconditionFailure("abstract") }
+    @inline(__always)
+    final func pollFuture(_ context: inout Context) -> Bool {
+        withUnsafeMutablePointer(to: &context) { step(self, .poll, UnsafeMutableRawPointer($0)) }
+    }
+
+    /// Drops the future; the task completes with no output (cancelled).
+    final func cancelFuture() {
+        _ = step(self, .cancel, nil)
+    }
 
     @inlinable
     final var isComplete: Bool { state.load(ordering: .acquiring) & Self.stateMask == Self.complete }
@@ -233,74 +254,80 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     )
 }
 
-/// A task's output slot; the handle sees tasks through this class, whatever their future type.
-///
-/// `OutputSlot` is always `Output?`, passed as the generic argument itself: the class's deinit is
-/// shared generic code, and destroying a field whose type is a generic argument uses that
-/// argument's metadata directly, whereas a field of type `Output?` made every deinit look up
-/// `Optional<Output>` in the runtime's metadata cache (about 15% of the spawn workload).
+/// What `PollTaskBase.step` is asked to do.
 @usableFromInline
-class PollTaskOutput<OutputSlot>: PollTaskBase, @unchecked Sendable {
-    // Written once before the state becomes `complete`; read only after observing `complete`.
-    // `final`: read directly by the (specialised) handle instead of through a class getter, which
-    // is shared generic code that looks up the slot's metadata on every call.
-    @exclusivity(unchecked) @usableFromInline final var output: OutputSlot
+enum PollStep {
+    case poll
+    case copyOutput
+    case cancel
+}
 
-    @usableFromInline
-    init(scheduler: Runtime, emptyOutput: OutputSlot) {
-        output = emptyOutput
-        super.init(scheduler: scheduler)
+/// A poll task's future until it completes, then its output (see "Storage" above).
+@usableFromInline
+enum PollStage<F: Future> {
+    case running(F)
+    case finished(F.Output)
+    /// Cancelled: the future was dropped and there is no output.
+    case consumed
+
+    /// Moves the future out, leaving `consumed`; nil if the task is not running.
+    @inlinable
+    mutating func takeFuture() -> F? {
+        switch consume self {
+        case .running(let future):
+            self = .consumed
+            return future
+        case let other:
+            self = other
+            return nil
+        }
     }
 }
 
-/// What a `PollTask` stores its future in: `Optional<F>`, named through this protocol so that
-/// the task class can take `F?` itself as its generic argument (see `PollTaskOutput`).
+/// What a `PollTask` stores, named through this protocol so that the task class can take
+/// `PollStage<F>` itself as its generic argument: the class's deinit is shared generic code, and
+/// destroying a field whose type is a generic argument uses that argument's metadata directly,
+/// whereas a field of type `PollStage<F>` made every deinit look it up in the runtime's
+/// metadata cache.
 @usableFromInline
-protocol PollFutureSlot {
+protocol PollStageSlot {
     associatedtype Wrapped: Future
-    /// No future (completed or cancelled).
-    static var empty: Self { get }
 }
 
-extension Optional: PollFutureSlot where Wrapped: Future {
-    @inlinable
-    static var empty: Self { nil }
+extension PollStage: PollStageSlot {
+    @usableFromInline typealias Wrapped = F
 }
 
 @usableFromInline
-final class PollTask<FutureSlot: PollFutureSlot>: PollTaskOutput<FutureSlot.Wrapped.Output?>,
-    @unchecked Sendable
-{
-    // Touched only by the thread running the task (state `running`).
-    @exclusivity(unchecked) @usableFromInline var future: FutureSlot
-    /// The poll step, created where `spawn` is specialised for the future's type: the class's own
-    /// methods are shared generic code that looks up type metadata on every call, this closure is
-    /// not.
-    @usableFromInline let step: (PollTask<FutureSlot>, inout Context) -> Bool
+final class PollTask<Stage: PollStageSlot>: PollTaskBase, @unchecked Sendable {
+    // Touched only by the thread running the task (state `running`), and read by joiners only
+    // after they observed `complete`.
+    @exclusivity(unchecked) @usableFromInline var stage: Stage
 
     @inlinable
-    init<F: Future>(future: F, scheduler: Runtime) where FutureSlot == F? {
-        self.future = future
-        step = { task, context in
-            guard var current = task.future.take() else { return true }
-            if case .ready(let value) = current.poll(&context) {
-                task.output = value
+    init<F: Future>(future: F, scheduler: Runtime) where Stage == PollStage<F> {
+        stage = .running(future)
+        super.init(scheduler: scheduler) { base, request, pointer in
+            let task = unsafeDowncast(base, to: PollTask<PollStage<F>>.self)
+            switch request {
+            case .poll:
+                guard var current = task.stage.takeFuture() else { return true }
+                let context = pointer.unsafelyUnwrapped.assumingMemoryBound(to: Context.self)
+                if case .ready(let value) = current.poll(&context.pointee) {
+                    task.stage = .finished(value)
+                    return true
+                }
+                task.stage = .running(consume current)
+                return false
+            case .copyOutput:
+                guard case .finished(let value) = task.stage else { return false }
+                pointer.unsafelyUnwrapped.assumingMemoryBound(to: F.Output?.self).pointee = value
+                return true
+            case .cancel:
+                task.stage = .consumed
                 return true
             }
-            task.future = consume current
-            return false
         }
-        super.init(scheduler: scheduler, emptyOutput: nil)
-    }
-
-    @usableFromInline
-    override func pollFuture(_ context: inout Context) -> Bool {
-        step(self, &context)
-    }
-
-    @usableFromInline
-    override func cancelFuture() {
-        future = .empty
     }
 }
 
@@ -316,10 +343,11 @@ public enum JoinError: Error, Equatable, Sendable {
 /// than once (or from several places) is fine: every join sees the same output. Dropping the
 /// handle does not cancel the task; ``cancel()`` does.
 public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
-    @usableFromInline let task: PollTaskOutput<Output?>
+    /// A task whose future's output is `Output`.
+    @usableFromInline let task: PollTaskBase
 
     @inlinable
-    init(_ task: PollTaskOutput<Output?>) {
+    init(_ task: PollTaskBase) {
         self.task = task
     }
 
@@ -347,7 +375,12 @@ public struct PollTaskHandle<Output>: Future, @unchecked Sendable {
     @inlinable
     func finished() -> Result<Output, JoinError>? {
         guard task.isComplete else { return nil }
-        if let output = task.output { return .success(output) }
+        var output: Output? = nil
+        // Copied, not moved: every join sees the output.
+        _ = withUnsafeMutablePointer(to: &output) {
+            task.step(task, .copyOutput, UnsafeMutableRawPointer($0))
+        }
+        if let output { return .success(output) }
         return .failure(.cancelled)
     }
 

@@ -265,7 +265,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     @discardableResult
     public func spawn<F: Future>(_ future: F) throws(RuntimeError) -> PollTaskHandle<F.Output> {
         if isShutDownFlag { throw .shutDown }
-        let task = PollTask<F?>(future: future, scheduler: self)
+        let task = PollTask<PollStage<F>>(future: future, scheduler: self)
         admit(task)
         return PollTaskHandle(task)
     }
