@@ -78,6 +78,20 @@ open class AtomicWaker: @unchecked Sendable {
         context.wake()
     }
 
+    /// Wakes the registered task, if any, and closes the slot for good: a later `register`
+    /// wakes its own waker at once instead of storing it.
+    ///
+    /// For a one-time event (a task's completion) whose waiters check for the event before they
+    /// register: a waiter that registers after this call is polled again and sees the event.
+    /// One atomic read-modify-write, where `wake()` takes two (it reopens the slot).
+    public final func wakeAndClose() {
+        let previous = state.bitwiseOr(Self.waking, ordering: .acquiringAndReleasing).oldValue
+        // Owning the slot now; `waking` stays set, so register calls fail their first exchange
+        // and wake their own waker. If a register held the slot, it sees `waking` when it
+        // releases it and wakes the waker it stored.
+        if previous == Self.waiting { slot.take()?.wake() }
+    }
+
     /// Wakes the registered task, if any, and empties the slot.
     public final func wake() {
         take()?.wake()

@@ -206,6 +206,34 @@ struct ReactorTests {
     }
 }
 
+/// A waker whose wake sets a flag (the data pointer is the flag object, unretained: the test
+/// keeps it alive).
+private final class WakeFlag: Sendable {
+    let woken = Atomic<Bool>(false)
+
+    static let vtable = WakerVTable(
+        clone: { $0 },
+        wake: { Unmanaged<WakeFlag>.fromOpaque($0!).takeUnretainedValue().set() },
+        wakeByRef: { Unmanaged<WakeFlag>.fromOpaque($0!).takeUnretainedValue().set() },
+        drop: { _ in }
+    )
+
+    func set() { woken.store(true, ordering: .releasing) }
+
+    var isWoken: Bool { woken.load(ordering: .acquiring) }
+
+    func waker() -> Waker {
+        Waker(data: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()), vtable: Self.vtable)
+    }
+}
+
+/// One round's one-time event: a flag, the slot its waiter registers in, the waiter's waker.
+private final class OneTimeEvent: Sendable {
+    let happened = Atomic<Bool>(false)
+    let slot = AtomicWaker()
+    let flag = WakeFlag()
+}
+
 @Suite("AtomicWaker stress")
 struct AtomicWakerStressTests {
     /// One consumer thread registers and re-checks, several producer threads bump a counter and
@@ -243,5 +271,68 @@ struct AtomicWakerStressTests {
         })
         for thread in threads { thread.join() }
         #expect(produced.load(ordering: .relaxed) == target)
+    }
+
+    /// `wakeAndClose` racing a registration, as a task's completion races its joiner: in every
+    /// round the waiter either sees the event after registering or is woken. A lost wake-up
+    /// leaves a waiter that registered, saw nothing, and is never woken.
+    @Test func wakeAndCloseLosesNoWaiter() {
+        let rounds = 20_000
+        let events = (0..<rounds).map { _ in OneTimeEvent() }
+        let lost = Atomic<Int>(0)
+        let waiterRound = Atomic<Int>(-1)
+        let registered = Atomic<Int>(0)
+        let waiter = TestThread {
+            var random = TestRandom(seed: 11)
+            for (round, event) in events.enumerated() {
+                // The signaller starts each round when the waiter does: the two race inside it.
+                waiterRound.store(round, ordering: .releasing)
+                jitter(&random, upTo: 4)
+                if event.happened.load(ordering: .acquiring) { continue }
+                event.slot.register(Context(waker: event.flag.waker()))
+                registered.add(1, ordering: .relaxed)
+                if event.happened.load(ordering: .acquiring) { continue }
+                // Registered and saw nothing: the signaller must wake this waker. Bounded wait.
+                let deadline = monotonicNow() + 2_000_000_000
+                while !event.flag.isWoken {
+                    if monotonicNow() > deadline {
+                        lost.add(1, ordering: .relaxed)
+                        return
+                    }
+                    sched_yield()
+                }
+            }
+        }
+        let signaller = TestThread {
+            var random = TestRandom(seed: 12)
+            for (round, event) in events.enumerated() {
+                while waiterRound.load(ordering: .acquiring) < round {
+                    if lost.load(ordering: .relaxed) > 0 { return }
+                    sched_yield()
+                }
+                jitter(&random, upTo: 4)
+                event.happened.store(true, ordering: .releasing)
+                event.slot.wakeAndClose()
+            }
+        }
+        waiter.join()
+        signaller.join()
+        #expect(lost.load(ordering: .relaxed) == 0)
+        // The race was real: in many rounds the waiter registered before the event.
+        #expect(registered.load(ordering: .relaxed) > rounds / 20)
+    }
+
+    /// After `wakeAndClose`, the waiter registered before it was woken once, and every later
+    /// registration wakes its own waker at once instead of being stored.
+    @Test func aClosedSlotWakesLateRegistrantsAtOnce() {
+        let slot = AtomicWaker()
+        let first = WakeFlag()
+        let late = WakeFlag()
+        slot.register(Context(waker: first.waker()))
+        slot.wakeAndClose()
+        #expect(first.isWoken)
+        slot.wakeAndClose()
+        slot.register(Context(waker: late.waker()))
+        #expect(late.isWoken)
     }
 }

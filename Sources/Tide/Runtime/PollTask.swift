@@ -165,7 +165,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         poller.store(0, ordering: .relaxed)
         state.store(Self.complete, ordering: .releasing)
         scheduler.taskFinished(self)
-        joinWaker.wake()
+        joinWaker.wakeAndClose()
     }
 
     /// Runs one scheduling turn of the task whose run-queue reference is `queued`, on the thread
@@ -213,7 +213,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
             let flags = state.load(ordering: .acquiring) & ~Self.stateMask
             state.store(flags | Self.complete, ordering: .releasing)
             scheduler.taskFinished(self)
-            joinWaker.wake()
+            joinWaker.wakeAndClose()
             return false
         }
         if wokeItself {
