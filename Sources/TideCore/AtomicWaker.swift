@@ -14,6 +14,10 @@
  - wake/take: fetch_or(WAKING). If the old state was WAITING, this call owns the slot: it takes
    the waker and clears WAKING. Otherwise a register (or another wake) owns it and will see the
    WAKING bit; nothing else to do.
+ - wakeAndClose (one-time events): fetch_or(WAKING), and if the old state was WAITING, take the
+   waker and wake it, but leave WAKING set: the slot stays closed, so every later register fails
+   its first CAS and wakes its own waker (its task re-polls and sees the event). A register that
+   held the slot meanwhile sees WAKING when it releases it and wakes the waker it stored.
  Two register calls at once are a misuse (one registering side); the second one wakes its own
  waker so that its task re-polls, and nothing is lost.
 */
