@@ -7,7 +7,8 @@ import Tide
 /// One (runtime, workload) combination: runs it at a scale and returns its metrics.
 struct Entry {
     let runtime: String
-    /// Memory workloads run in a child process of their own (see Idle.swift).
+    /// Whether the entry runs in a child process of its own: memory (Idle.swift), spawn
+    /// (Spawn.swift) and timer lateness (Timers.swift) measurements do.
     let ownProcess: Bool
     let run: (Double) throws -> [(name: String, value: Double)]
 
