@@ -551,6 +551,35 @@ struct MultiThreadTests {
         #expect(received <= Coop.budgetPerTurn + 1)
     }
 
+    /// A task whose every turn spends the whole budget (draining a full channel) still lets the
+    /// loop look at its timers every few turns, not every 61: a timer already due when the
+    /// drain starts fires within four turns of it (61 turns of 128 receives would be 7,808).
+    @Test func aTimerFiresWhileATaskSpendsWholeBudgets() throws {
+        let runtime = try Runtime.currentThread()
+        let received = try runtime.run { () async throws -> Int in
+            let (tx, rx) = Channel<Int>.unbounded()
+            for value in 0..<20_000 { try tx.trySend(value) }
+            let fired = Atomic<Bool>(false)
+            let sleeper = Tide.spawn {
+                try await Tide.sleep(for: .milliseconds(1))
+                fired.store(true, ordering: .relaxed)
+            }
+            await Tide.yield()  // the sleeper arms its timer
+            // Hold the thread until the timer is due (and a tick more): it cannot fire yet,
+            // since the loop looks at timers only between turns.
+            let due = monotonicNow() + 2_000_000
+            while monotonicNow() < due {}
+            var received = 0
+            while received < 20_000, !fired.load(ordering: .relaxed) {
+                _ = try await rx.receive()
+                received += 1
+            }
+            try await sleeper.value
+            return received
+        }
+        #expect(received <= 4 * Coop.budgetPerTurn + Coop.budgetPerTurn)
+    }
+
     /// Joining handles of finished tasks returns at once; a loop over many of them must still
     /// spend the coop budget, or it holds the thread (and every timer on it) until it ends.
     @Test func joiningFinishedHandlesSpendsTheCoopBudget() throws {

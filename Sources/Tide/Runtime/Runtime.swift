@@ -9,9 +9,10 @@
  inside `run`. `enqueue` (Swift jobs) and `schedule` (poll tasks) pick the queue by comparing the
  calling thread with `owner`.
 
- Loop (`runLoop`): take up to 61 runnables from `local`, then move everything from `inject` to
- `local`; every 61 runs poll the reactor and the timers without blocking, so a busy runtime still
- sees I/O and timers; when `local` is empty, park. After each Swift job the loop resumes the
+ Loop (`runLoop`): run runnables from `local` (a turn costs 1, plus 1 per 8 leaf operations
+ it spent: `Coop.cost`) until they cost 61, then move everything from `inject` to `local`; every
+ 61 of cost, poll the reactor and the timers without blocking, so a busy runtime still sees I/O
+ and timers, also when its turns each spend a full budget; when `local` is empty, park. After each Swift job the loop resumes the
  tasks that called `Tide.yield()` in it (`deferredResumes`): they go to the back of `local`. A
  poll task that woke itself goes back there too, keeping the queue's reference to it.
 
@@ -502,8 +503,11 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         drainInject()
         while !outcome.isDone {
             var ran = 0
-            while ran < 61, !outcome.isDone, let runnable = woken.popFirst() ?? local.popFirst() {
-                Coop.turn {
+            var cost = 0
+            while cost < Coop.driverInterval, !outcome.isDone,
+                let runnable = woken.popFirst() ?? local.popFirst()
+            {
+                let spent = Coop.turn {
                     switch runnable {
                     case .job(let job), .genericJob(let job):
                         inTurn = true
@@ -520,15 +524,16 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
                     }
                 }
                 ran += 1
+                cost += Coop.cost(ofTurnSpending: spent)
             }
             counters.polls.add(ran, ordering: .relaxed)
             drainInject()
-            sinceDriver += ran
+            sinceDriver += cost
             if outcome.isDone { break }
             if local.isEmpty && woken.isEmpty {
                 park()
                 sinceDriver = 0
-            } else if sinceDriver >= 61 {
+            } else if sinceDriver >= Coop.driverInterval {
                 driving = true
                 reactor.turn(timeoutMilliseconds: 0)
                 timers.advance()

@@ -41,8 +41,9 @@
  The driver. A parked worker that wins `driverBusy` blocks in epoll_wait (reactor.turn) with the
  next timer deadline as its timeout; the others sleep on their ThreadParker. Waking the driver
  goes through the eventfd. A timer armed earlier than the driver's timeout wakes it too. Busy
- workers poll the reactor and fire timers without blocking every 61 turns, so I/O and timers
- progress even when nobody parks. A worker that parked while another thread held the driver
+ workers poll the reactor and fire timers without blocking every 61 units of turn cost (a turn
+ costs 1, plus 1 per 8 leaf operations it spent: `Coop.cost`), so I/O and timers progress even
+ when nobody parks. A worker that parked while another thread held the driver
  sleeps on its parker; so whoever releases `driverBusy` wakes one parked worker if nobody took
  the driver since (`handOffDriver`): otherwise every worker could sleep with timers armed.
 
@@ -107,6 +108,8 @@ final class Worker: @unchecked Sendable {
     /// The worker thread's `ctide_thread_id()`, set by the thread when it starts.
     @exclusivity(unchecked) var selfID: UInt32 = 0
     @exclusivity(unchecked) var tick: UInt32 = 0
+    /// Turn cost since this worker last polled timers and I/O (see `Coop.cost`).
+    @exclusivity(unchecked) var sinceMaintenance = 0
     @exclusivity(unchecked) var lifoRuns = 0
     @exclusivity(unchecked) var random: UInt64
     @exclusivity(unchecked) var thread = pthread_t()
@@ -467,9 +470,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
         while !stopping.load(ordering: .acquiring) {
             if let item = nextRunnable(worker) {
                 idleRounds = 0
-                run(item, on: worker, executor: executor)
+                worker.sinceMaintenance &+= run(item, on: worker, executor: executor)
                 worker.tick &+= 1
-                if worker.tick % 61 == 0 { maintenance(worker) }
+                if worker.sinceMaintenance >= Coop.driverInterval {
+                    worker.sinceMaintenance = 0
+                    maintenance(worker)
+                }
                 continue
             }
             if let item = spinForWork(worker) {
@@ -491,7 +497,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
         }
     }
 
-    private func run(_ item: RunnableRef, on worker: Worker, executor: UnownedTaskExecutor) {
+    /// Runs one runnable; returns its turn's cost toward the next maintenance (see `Coop.cost`).
+    @discardableResult
+    private func run(_ item: RunnableRef, on worker: Worker, executor: UnownedTaskExecutor) -> Int {
         worker.runningTaskID.store(item.isTask ? 0 : swiftTaskID(of: item.job), ordering: .relaxed)
         if worker.stalled.load(ordering: .relaxed) { worker.stalled.store(false, ordering: .releasing) }
         // Both counters are written only by this worker: a load and a store, not a locked
@@ -499,7 +507,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         worker.jobsRun.store(worker.jobsRun.load(ordering: .relaxed) &+ 1, ordering: .releasing)
         worker.inJob.store(true, ordering: .releasing)
         worker.polls.store(worker.polls.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        Coop.turn {
+        let spent = Coop.turn {
             if item.isTask {
                 if PollTaskBase.runQueued(item.task, thread: worker.selfID) {
                     // Woken while it ran: behind the queued work, never the LIFO slot.
@@ -520,6 +528,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
         }
         worker.inJob.store(false, ordering: .releasing)
         if worker.stalled.load(ordering: .relaxed) { worker.stalled.store(false, ordering: .releasing) }
+        return Coop.cost(ofTurnSpending: spent)
     }
 
     private func nextRunnable(_ worker: Worker) -> RunnableRef? {
