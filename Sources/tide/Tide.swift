@@ -110,6 +110,7 @@ struct Demo: ParsableCommand {
                 })
             }
             var lateness: [Duration] = []
+            lateness.reserveCapacity(sleeping.count)
             for handle in sleeping { lateness.append(try await handle.value) }
             lateness.sort()
             let worst = lateness.last ?? .zero
