@@ -30,6 +30,47 @@ final class WakeRecorder: @unchecked Sendable {
     }
 }
 
+/// Timers on a wheel driven by simulated time: each records the simulated time it fired at.
+/// Single-threaded (the wheel wakes synchronously inside `advance`).
+final class SimulatedTimers: @unchecked Sendable {
+    let wheel = TimerWheel()
+    private(set) var now: UInt64
+    private(set) var deadlines: [Int: UInt64] = [:]
+    private let fired = Synchronization.Mutex<[Int: UInt64]>([:])
+    private var entries: [TimerEntry] = []
+    private var recorders: [WakeRecorder] = []
+
+    /// Starts the wheel's simulated clock `offset` nanoseconds after its origin.
+    init(startingAt offset: UInt64) {
+        now = wheel.originNanoseconds + offset
+        wheel.advance(now: now)
+    }
+
+    /// Arms timer `index` for `deadline`; true if it waits in the wheel (not due yet).
+    func arm(_ index: Int, deadline: UInt64) -> Bool {
+        let entry = wheel.makeEntry(deadlineNanoseconds: deadline)
+        let recorder = WakeRecorder(index: index)
+        recorder.sink = { [unowned self] index in fired.withLock { $0[index] = self.now } }
+        var context = Context(waker: recorder.waker())
+        let pending = !entry.poll(&context).isReady
+        entries.append(entry)
+        recorders.append(recorder)
+        deadlines[index] = deadline
+        return pending
+    }
+
+    /// Advances the simulated clock by `step` at a time, calling `advance` each time, until `end`.
+    func step(by step: UInt64, until end: UInt64) {
+        while now < end {
+            now += step
+            wheel.advance(now: now)
+        }
+    }
+
+    /// When each fired timer fired (simulated time), by index.
+    var log: [Int: UInt64] { fired.withLock { $0 } }
+}
+
 @Suite("Timing wheel")
 struct TimerWheelTests {
     /// Deadlines far enough in the future that real time never reaches them during the test; the
@@ -90,96 +131,52 @@ struct TimerWheelTests {
     /// and cascade when the window turns. Stepping 1 ms at a time across that edge, each timer
     /// fires in the first step at or after its deadline: not early, and not a step late.
     @Test func timersAcrossTheLevelZeroEdgeFireInTheirOwnTick() {
-        let wheel = TimerWheel()
         let millisecond: UInt64 = 1_000_000
-        let start = wheel.originNanoseconds + 4_000 * millisecond
-        wheel.advance(now: start)
-        let fired = Synchronization.Mutex<[Int: UInt64]>([:])
-        nonisolated(unsafe) var currentNow: UInt64 = start
-        var entries: [TimerEntry] = []
-        var recorders: [WakeRecorder] = []
-        var deadlines: [Int: UInt64] = [:]
+        let timers = SimulatedTimers(startingAt: 4_000 * millisecond)
+        let start = timers.now
         for offset in stride(from: 1, through: 300, by: 3) {
-            let deadline = start + UInt64(offset) * millisecond + 400_000
-            let entry = wheel.makeEntry(deadlineNanoseconds: deadline)
-            let recorder = WakeRecorder(index: offset)
-            recorder.sink = { index in fired.withLock { $0[index] = currentNow } }
-            let waker = recorder.waker()
-            var context = Context(waker: waker)
-            #expect(!entry.poll(&context).isReady)
-            entries.append(entry)
-            recorders.append(recorder)
-            deadlines[offset] = deadline
+            #expect(timers.arm(offset, deadline: start + UInt64(offset) * millisecond + 400_000))
         }
-        var now = start
-        while now < start + 310 * millisecond {
-            now += millisecond
-            currentNow = now
-            wheel.advance(now: now)
-        }
-        let log = fired.withLock { $0 }
-        #expect(log.count == deadlines.count)
-        for (offset, deadline) in deadlines {
+        timers.step(by: millisecond, until: start + 310 * millisecond)
+        let log = timers.log
+        #expect(log.count == timers.deadlines.count)
+        for (offset, deadline) in timers.deadlines {
             guard let at = log[offset] else { continue }
             // The first 1 ms step at or after the deadline's tick (deadlines round up to a tick,
             // which is shorter than a step).
-            let tickStart = wheel.originNanoseconds + wheel.tick(forDeadline: deadline)
-                * TimerWheel.tickNanoseconds
+            let tickStart = timers.wheel.originNanoseconds
+                + timers.wheel.tick(forDeadline: deadline) * TimerWheel.tickNanoseconds
             #expect(at >= deadline)
             #expect(at < tickStart + millisecond, "timer \(offset) fired a step late")
         }
-        #expect(wheel.count == 0)
-        _ = entries
-        _ = recorders
+        #expect(timers.wheel.count == 0)
     }
 
     /// Timers whose deadlines fall in the same millisecond but in different ticks fire in
     /// different advances: each within one tick (250 µs) of its deadline, none early. Deadlines
     /// are spread over the whole of level 0 (its 256 bitmap words and their 4-word summary).
     @Test func timersFireWithinOneTickOfTheirDeadline() {
-        let wheel = TimerWheel()
-        let base = wheel.originNanoseconds + 3_600_000_000_000  // one hour in
-        wheel.advance(now: base)
-        let fired = Synchronization.Mutex<[Int: UInt64]>([:])
-        nonisolated(unsafe) var currentNow: UInt64 = base
-        var entries: [TimerEntry] = []
-        var recorders: [WakeRecorder] = []
-        var deadlines: [Int: UInt64] = [:]
+        let timers = SimulatedTimers(startingAt: 3_600_000_000_000)  // one hour in
+        let base = timers.now
         var random = TestRandom(seed: 5)
         for index in 0..<300 {
             // Pairs of deadlines 0.3 ms apart, somewhere in the next ~4 s.
             let millisecond = UInt64(index / 2) * 13 + 1
             let deadline = base + millisecond * 1_000_000 + UInt64(index % 2) * 300_000
                 + UInt64(random.next(100_000))
-            let entry = wheel.makeEntry(deadlineNanoseconds: deadline)
-            let recorder = WakeRecorder(index: index)
-            recorder.sink = { index in fired.withLock { $0[index] = currentNow } }
-            let waker = recorder.waker()
-            var context = Context(waker: waker)
-            #expect(!entry.poll(&context).isReady)
-            entries.append(entry)
-            recorders.append(recorder)
-            deadlines[index] = deadline
+            #expect(timers.arm(index, deadline: deadline))
         }
         // Simulated time moves in 50 µs steps: a timer fires in the first step after its tick.
         let step: UInt64 = 50_000
-        var now = base
-        let end = deadlines.values.max()! + 1_000_000
-        while now < end {
-            now += step
-            currentNow = now
-            wheel.advance(now: now)
-        }
-        let log = fired.withLock { $0 }
-        #expect(log.count == deadlines.count)
-        for (index, deadline) in deadlines {
+        timers.step(by: step, until: timers.deadlines.values.max()! + 1_000_000)
+        let log = timers.log
+        #expect(log.count == timers.deadlines.count)
+        for (index, deadline) in timers.deadlines {
             guard let at = log[index] else { continue }
             #expect(at >= deadline, "timer \(index) fired early")
             #expect(at < deadline + 250_000 + step, "timer \(index) fired more than a tick late")
         }
-        #expect(wheel.count == 0)
-        _ = entries
-        _ = recorders
+        #expect(timers.wheel.count == 0)
     }
 
     @Test func droppedTimerLeavesTheWheel() {
