@@ -223,7 +223,8 @@ private final class WakeFlag: Sendable {
     var isWoken: Bool { woken.load(ordering: .acquiring) }
 
     func waker() -> Waker {
-        Waker(data: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()), vtable: Self.vtable)
+        Waker(
+            data: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()), vtable: Self.vtable)
     }
 }
 

@@ -28,8 +28,8 @@ enum Coop {
 
     /// Runs one scheduling turn (a job or a poll task) with a fresh budget, then restores the
     /// budget the thread had before, so code that runs outside a runtime turn (a test's
-    /// `LocalExecutor`, a nested runtime) never sees a budget spent by someone else.
-    /// Runs one scheduling turn with a fresh budget; returns the units it spent.
+    /// `LocalExecutor`, a nested runtime) never sees a budget spent by someone else. Returns the
+    /// units the turn spent.
     @inline(__always)
     @discardableResult
     static func turn(_ body: () -> Void) -> Int {
@@ -44,8 +44,9 @@ enum Coop {
 
     /// What a turn that spent `units` of budget counts toward the next look at timers and I/O
     /// (every `driverInterval`): one for the turn, plus one per 8 units. Counting turns alone let
-    /// 61 turns of 128 leaf operations each (a task awaiting thousands of finished handles, say)
-    /// run between two looks, 8 ms on this machine, and every timer due meanwhile fired late.
+    /// 61 turns of 128 leaf operations each (a task draining a full channel, or awaiting
+    /// thousands of finished handles) run between two looks, and every timer due meanwhile
+    /// fired that much later.
     @inline(__always)
     static func cost(ofTurnSpending units: Int) -> Int { 1 &+ units &>> 3 }
 

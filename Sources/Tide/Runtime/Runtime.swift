@@ -12,9 +12,10 @@
  Loop (`runLoop`): run runnables from `local` (a turn costs 1, plus 1 per 8 leaf operations
  it spent: `Coop.cost`) until they cost 61, then move everything from `inject` to `local`; every
  61 of cost, poll the reactor and the timers without blocking, so a busy runtime still sees I/O
- and timers, also when its turns each spend a full budget; when `local` is empty, park. After each Swift job the loop resumes the
- tasks that called `Tide.yield()` in it (`deferredResumes`): they go to the back of `local`. A
- poll task that woke itself goes back there too, keeping the queue's reference to it.
+ and timers, also when its turns each spend a full budget; when `local` is empty, park. After
+ each Swift job the loop resumes the tasks that called `Tide.yield()` in it (`deferredResumes`):
+ they go to the back of `local`. A poll task that woke itself goes back there too, keeping the
+ queue's reference to it.
 
  Parking without lost wakeups: the owner sets `sleeping`, then re-checks `inject`'s count, then
  computes the timer timeout, then blocks in epoll_wait. A remote pusher increments the count and

@@ -43,9 +43,9 @@
  goes through the eventfd. A timer armed earlier than the driver's timeout wakes it too. Busy
  workers poll the reactor and fire timers without blocking every 61 units of turn cost (a turn
  costs 1, plus 1 per 8 leaf operations it spent: `Coop.cost`), so I/O and timers progress even
- when nobody parks. A worker that parked while another thread held the driver
- sleeps on its parker; so whoever releases `driverBusy` wakes one parked worker if nobody took
- the driver since (`handOffDriver`): otherwise every worker could sleep with timers armed.
+ when nobody parks. A worker that parked while another thread held the driver sleeps on its
+ parker; so whoever releases `driverBusy` wakes one parked worker if nobody took the driver
+ since (`handOffDriver`): otherwise every worker could sleep with timers armed.
 
  Stall detector. Workers read no clock per job: each sets `inJob` and bumps `jobsRun` when a job
  starts. A monitor thread looks every `stallThreshold / 4` (as Go's sysmon does with its
@@ -201,7 +201,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
     func deferResume(_ continuation: UnsafeContinuation<Bool, Never>) -> Bool {
         guard let pointer = pthread_getspecific(workerKeyCopy) else { return false }
         return Unmanaged<Worker>.fromOpaque(pointer)._withUnsafeGuaranteedRef { worker in
-            guard worker.owner == selfAddress, worker.inJob.load(ordering: .relaxed) else { return false }
+            guard worker.owner == selfAddress, worker.inJob.load(ordering: .relaxed) else {
+                return false
+            }
             worker.deferredResumes.append(continuation)
             return true
         }
