@@ -26,7 +26,7 @@
  and re-insert the rest (they cascade to a lower level). Deadlines are rounded up to the next
  tick and an entry fires only when `now >= deadline`, so a timer never fires early.
 
-Concurrency: one mutex guards the wheel and every entry's fields (links, deadline, waker, state).
+ Concurrency: one mutex guards the wheel and every entry's fields (links, deadline, waker, state).
  Entries are not retained by the wheel: an entry that is deallocated removes itself in `deinit`
  (taking the mutex first), and the wheel touches entries only while holding the mutex. Firing
  takes each entry's waker out under the mutex and wakes them after unlocking.
@@ -119,8 +119,8 @@ final class TimerWheel: @unchecked Sendable {
     @exclusivity(unchecked) private var armedUntil: UInt64 = .max
     /// What `advance` collects the wakers of fired timers in, kept from one call to the next.
     /// A fresh array per call that grew past 1 KiB (64 timers due at once) was a large malloc
-    /// request, for which glibc first consolidates its fast bins: every small chunk freed since,
-    /// up to 4.5 ms of the one thread of a current-thread runtime, with timers waiting.
+    /// request, for which glibc first consolidates its fast bins (every small chunk freed
+    /// since), on the thread that fires the timers.
     @exclusivity(unchecked) private var firedBuffer: [RawWaker] = []
     typealias RawWaker = (data: UnsafeRawPointer?, vtable: WakerVTable)
 
@@ -350,9 +350,12 @@ final class TimerWheel: @unchecked Sendable {
         }
         for raw in fired { Waker(data: raw.data, vtable: raw.vtable).wake() }
         let firedCount = fired.count
-        fired.removeAll(keepingCapacity: true)
-        lock.withLock {
-            if fired.capacity > firedBuffer.capacity { swap(&fired, &firedBuffer) }
+        // Nothing to hand back (no timer fired and no buffer was taken): skip the lock.
+        if fired.capacity > 0 {
+            fired.removeAll(keepingCapacity: true)
+            lock.withLock {
+                if fired.capacity > firedBuffer.capacity { swap(&fired, &firedBuffer) }
+            }
         }
         return firedCount
     }
