@@ -33,10 +33,12 @@
  After the RESULT lines, RATIO lines compare each runtime with swift-default on one metric per
  workload, oriented so that a ratio above 1 always means better than swift-default.
 
- Everything runs in this one process (except idle's and tide-global's children, which are this
- same binary) on the
- same machine with the same allocator settings. Combinations that make no sense are skipped and
- print nothing (see each workload's file).
+ Everything runs on the same machine with the same allocator settings, in this one process except
+ where an entry asks for a child process of its own (this same binary, re-executed): every runtime
+ of spawn, idle and timers, and tide-global everywhere. Those three workloads run in rounds
+ (TIDE_BENCH_ROUNDS, default 3): every runtime once per round, in an order rotated each round; the
+ RESULT line is the run with the median primary metric, and a ROUNDS line lists every run's value.
+ Combinations that make no sense are skipped and print nothing (see each workload's file).
 */
 
 #if canImport(Glibc)
@@ -93,9 +95,46 @@ let runtimeFilter: Set<String>? = getenv("TIDE_BENCH_RUNTIMES").map { value in
     Set(String(cString: value).split(separator: ",").map(String.init))
 }
 
+// Workloads whose every runtime runs in a process of its own (spawn, idle, timers) run in rounds:
+// each round starts every runtime once, each round in a rotated order, and the reported line is
+// the run with the median primary metric. One run per runtime read up to 3x apart from the next
+// (the first process of a full run paid twice the system time of later ones); rounds spread that
+// over all runtimes and the median drops it. TIDE_BENCH_ROUNDS=1 runs each once.
+let rounds: Int = getenv("TIDE_BENCH_ROUNDS").flatMap { Int(String(cString: $0)) }.map { max(1, $0) } ?? 3
+
 var measurements: [Measurement] = []
 for workload in workloads {
-    for entry in workload.entries where runtimeFilter?.contains(entry.runtime) ?? true {
+    let entries = workload.entries.filter { runtimeFilter?.contains($0.runtime) ?? true }
+    if rounds > 1, !entries.isEmpty, entries.allSatisfy(\.ownProcess) {
+        var runs: [String: [Measurement]] = [:]
+        for round in 0..<rounds {
+            for offset in entries.indices {
+                let entry = entries[(round + offset) % entries.count]
+                do {
+                    let metrics = try runInChild(
+                        workload: workload.name, runtime: entry.runtime, scale: scale)
+                    runs[entry.runtime, default: []].append(
+                        Measurement(runtime: entry.runtime, workload: workload.name, metrics: metrics))
+                } catch {
+                    emit("ERROR \(entry.runtime) \(workload.name) round \(round + 1): \(error)")
+                }
+            }
+        }
+        for entry in entries {
+            guard let results = runs[entry.runtime], !results.isEmpty else { continue }
+            let sorted = results.sorted {
+                ($0.value(of: workload.primaryMetric) ?? 0) < ($1.value(of: workload.primaryMetric) ?? 0)
+            }
+            let median = sorted[sorted.count / 2]
+            measurements.append(median)
+            emit(median.line)
+            let values = results.map { format($0.value(of: workload.primaryMetric) ?? .nan) }
+            emit("ROUNDS \(entry.runtime) \(workload.name) \(workload.primaryMetric)="
+                + values.joined(separator: ","))
+        }
+        continue
+    }
+    for entry in entries {
         let metrics: [(name: String, value: Double)]
         do {
             if entry.ownProcess {
