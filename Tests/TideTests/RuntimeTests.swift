@@ -373,6 +373,89 @@ struct WakerAccountingTests {
     }
 }
 
+@Suite("Poll tasks and their runtime's lifetime")
+struct PollTaskLifetimeTests {
+    /// A one-time event a poll task waits on: `set()` from any thread completes `Wait` with 42.
+    private final class Event: Sendable {
+        let happened = Atomic<Bool>(false)
+        let polled = Atomic<Bool>(false)
+        let slot = AtomicWaker()
+
+        func set() {
+            happened.store(true, ordering: .releasing)
+            slot.wake()
+        }
+
+        struct Wait: Future {
+            let event: Event
+
+            mutating func poll(_ context: inout Context) -> Poll<Int> {
+                if event.happened.load(ordering: .acquiring) { return .ready(42) }
+                event.slot.register(context)
+                event.polled.store(true, ordering: .releasing)
+                return event.happened.load(ordering: .acquiring) ? .ready(42) : .pending
+            }
+        }
+    }
+
+    /// Tasks that never waited (one done in its first poll, one still queued) do not keep the
+    /// runtime alive: dropping it frees it, and their handles still work afterwards.
+    @Test func tasksThatNeverWaitedLetTheRuntimeGo() throws {
+        weak var weakRuntime: Runtime?
+        let finished: PollTaskHandle<Int>
+        let queued: PollTaskHandle<Int>
+        do {
+            let runtime = try Runtime.currentThread()
+            weakRuntime = runtime
+            finished = try runtime.run {
+                let handle = try runtime.spawn(ready(7))
+                _ = try await handle.value
+                return handle
+            }
+            // Spawned while the runtime is not running: queued, never run.
+            queued = try runtime.spawn(ready(8))
+        }
+        #expect(weakRuntime == nil)
+        #expect(try blockOn(finished).get() == 7)
+        // The task's runtime is gone; cancelling (a wake) must not reach it.
+        queued.cancel()
+        #expect(!queued.isFinished)
+    }
+
+    /// A task that waited keeps its runtime alive: a wake from another thread after the last
+    /// user reference was dropped queues it on a live runtime, which can still run it. Once the
+    /// task is gone, so is the runtime.
+    @Test func aTaskThatWaitedKeepsTheRuntimeAliveUntilItIsGone() throws {
+        let event = Event()
+        weak var weakRuntime: Runtime?
+        do {
+            let waiting: PollTaskHandle<Int>
+            do {
+                let runtime = try Runtime.currentThread()
+                weakRuntime = runtime
+                waiting = try runtime.run {
+                    let handle = try runtime.spawn(Event.Wait(event: event))
+                    var turns = 0
+                    while !event.polled.load(ordering: .acquiring) && turns < 1_000 {
+                        await Tide.yield()
+                        turns += 1
+                    }
+                    return handle
+                }
+                let polled = event.polled.load(ordering: .acquiring)
+                #expect(polled)
+            }
+            let kept = try #require(weakRuntime)
+            let thread = TestThread { event.set() }
+            thread.join()
+            let value = try kept.run { try await waiting.value }
+            #expect(value == 42)
+            kept.shutdown()
+        }
+        #expect(weakRuntime == nil)
+    }
+}
+
 /// An append-only log shared by tasks on one thread.
 private final class LogBox: @unchecked Sendable {
     private let lock = SyncLock()

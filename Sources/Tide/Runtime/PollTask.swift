@@ -44,13 +44,16 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// `poller` of a task that its own wake put back on the run queue.
     static let selfQueued: UInt32 = 2
 
-    // Field order packs the object: the flag and the 32-bit state word share the last 8 bytes
+    // Field order packs the object: two flags and the 32-bit state word share the last 8 bytes
     // of `AtomicWaker` (whose own state is 16 bits after its slot), `poller` and `liveSlot` are
     // 32 bits each, so the base's fields end at byte 56, and with the 16-byte `step` at 72. A
     // task whose stage (the larger of its future and output, and a tag) takes up to 16 bytes is
     // at most 88 bytes, a 96-byte malloc chunk; up to 32 bytes, a 112-byte one (glibc frees both
     // to a fast bin).
     let cancelRequested = Atomic<Bool>(false)
+    /// Set (once) when the task first waits and takes its reference to the runtime; see
+    /// `schedulerRef`. Written by the thread that owns the task's turn, read by `deinit`.
+    @exclusivity(unchecked) var retainsScheduler = false
     @usableFromInline let state = Atomic<UInt32>(0)
     /// The polling thread's `ctide_thread_id()`, bit 0 set once the task woke itself in this
     /// poll; `selfQueued` between such a poll and the next; else 0. Written only by the thread
@@ -65,7 +68,22 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// per task instead of two.
     @inlinable
     final var joinWaker: AtomicWaker { self }
-    let scheduler: Runtime
+    /// The runtime the task belongs to. Unowned while the task has never waited: then only the
+    /// runtime itself (running or queueing it) and wakes that find the task `scheduled`,
+    /// `running` or `complete` (which never call it) can reach it. A task that goes idle (its
+    /// first wait, `taskWillWait`) takes a strong reference, released by `deinit`: from then on
+    /// a waker on any thread may call `schedule`, and the runtime must outlive the task. A task
+    /// that completes in its first poll, as most spawned work does, never pays the two atomic
+    /// reference-count operations on the runtime that a strong field cost every task.
+    /// `Unmanaged`, used through `withScheduler`: an `unowned(unsafe)` field is retained and
+    /// released around every call made through it.
+    let schedulerRef: Unmanaged<Runtime>
+
+    /// Calls `body` with the task's runtime, without retaining it (see `schedulerRef`).
+    @inline(__always)
+    final func withScheduler<R>(_ body: (Runtime) -> R) -> R {
+        schedulerRef._withUnsafeGuaranteedRef(body)
+    }
     /// Polls the future (`.poll`: the pointer is the `Context`; true when the task completed) or
     /// copies the output into an `Output?` (`.copyOutput`: true if there was one), and
     /// `.cancel` drops the future. Made where `spawn` is specialised for the future's type: the
@@ -75,11 +93,15 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
 
     @usableFromInline
     init(
-        scheduler: Runtime,
+        scheduler: Unmanaged<Runtime>,
         step: @escaping (PollTaskBase, PollStep, UnsafeMutableRawPointer?) -> Bool
     ) {
-        self.scheduler = scheduler
+        self.schedulerRef = scheduler
         self.step = step
+    }
+
+    deinit {
+        if retainsScheduler { schedulerRef.release() }
     }
 
     /// Polls the future once (state is `running`); returns true when the task completed.
@@ -125,7 +147,8 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
                 expected: current, desired: next, ordering: .acquiringAndReleasing)
             if exchanged {
                 guard current & Self.stateMask == Self.idle else { return false }
-                scheduler.schedule(reference ?? Unmanaged.passRetained(self))
+                let queued = reference ?? Unmanaged.passRetained(self)
+                withScheduler { $0.schedule(queued) }
                 return reference != nil
             }
             current = original
@@ -164,7 +187,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         cancelRequested.store(true, ordering: .relaxed)
         poller.store(0, ordering: .relaxed)
         state.store(Self.complete, ordering: .releasing)
-        scheduler.taskFinished(self)
+        withScheduler { $0.taskFinished(self) }
         joinWaker.wakeAndClose()
     }
 
@@ -172,6 +195,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     /// whose `ctide_thread_id()` is `thread`; called by the scheduler only. The reference is
     /// consumed: true means the task was woken while it ran and the caller must queue `queued`
     /// again (no retain and release per yield); false means it was released.
+    @inline(__always)
     static func runQueued(_ queued: Unmanaged<PollTaskBase>, thread: UInt32) -> Bool {
         let requeue = queued._withUnsafeGuaranteedRef { $0.runTurn(thread: thread) }
         if !requeue { queued.release() }
@@ -179,6 +203,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
     }
 
     /// One turn; true when the task must be queued again (it was woken while it ran).
+    @inline(__always)
     private final func runTurn(thread: UInt32) -> Bool {
         if poller.load(ordering: .relaxed) == Self.selfQueued {
             // Still `running` since its self-wake; a wake from elsewhere since then made it
@@ -204,7 +229,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         } else {
             var context = Context(
                 unownedData: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()),
-                vtable: scheduler.pollTaskVTable)
+                vtable: withScheduler { $0.pollTaskVTable })
             finished = pollFuture(&context)
         }
         let wokeItself = poller.load(ordering: .relaxed) & 1 == 1
@@ -212,7 +237,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
             poller.store(0, ordering: .relaxed)
             let flags = state.load(ordering: .acquiring) & ~Self.stateMask
             state.store(flags | Self.complete, ordering: .releasing)
-            scheduler.taskFinished(self)
+            withScheduler { $0.taskFinished(self) }
             joinWaker.wakeAndClose()
             return false
         }
@@ -222,7 +247,7 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
         }
         poller.store(0, ordering: .relaxed)
         // About to wait: only the wakers will hold it, so shutdown must be able to find it.
-        if liveSlot == Self.notListed { scheduler.taskWillWait(self) }
+        if liveSlot == Self.notListed { withScheduler { $0.taskWillWait(self) } }
         var observed = state.load(ordering: .acquiring)
         while true {
             let flags = observed & ~Self.stateMask
@@ -305,7 +330,7 @@ final class PollTask<Stage: PollStageSlot>: PollTaskBase, @unchecked Sendable {
     @exclusivity(unchecked) @usableFromInline var stage: Stage
 
     @inlinable
-    init<F: Future>(future: F, scheduler: Runtime) where Stage == PollStage<F> {
+    init<F: Future>(future: F, scheduler: Unmanaged<Runtime>) where Stage == PollStage<F> {
         stage = .running(future)
         super.init(scheduler: scheduler) { base, request, pointer in
             let task = unsafeDowncast(base, to: PollTask<PollStage<F>>.self)

@@ -267,7 +267,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     @discardableResult
     public func spawn<F: Future>(_ future: F) throws(RuntimeError) -> PollTaskHandle<F.Output> {
         if isShutDownFlag { throw .shutDown }
-        let task = PollTask<PollStage<F>>(future: future, scheduler: self)
+        let task = PollTask<PollStage<F>>(future: future, scheduler: Unmanaged.passUnretained(self))
         admit(task)
         return PollTaskHandle(task)
     }
@@ -286,6 +286,13 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// called by the thread running it (state `running`), so no other thread can finish it
     /// meanwhile.
     func taskWillWait(_ task: PollTaskBase) {
+        // A waiting task may be woken from any thread, which then queues it here: from now on it
+        // keeps the runtime alive (see `PollTaskBase.schedulerRef`). Once per task: it stays listed
+        // until it completes.
+        if !task.retainsScheduler {
+            task.retainsScheduler = true
+            _ = Unmanaged.passUnretained(self).retain()
+        }
         // The table's reference, released when the task leaves it.
         let unmanaged = Unmanaged.passRetained(task)
         registryLock.withLock {
