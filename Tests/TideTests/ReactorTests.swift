@@ -85,6 +85,33 @@ struct ReactorTests {
         #expect(runtime.metrics.ioRegistrations == 0)
     }
 
+    /// A thread that never runs out of work never parks, so it sees I/O only through the
+    /// non-blocking turns between tasks. Those skip epoll while nothing is registered; once a
+    /// pipe is registered they must look again.
+    @Test func aBusyRuntimeSeesReadinessOfARegistrationMadeWhileBusy() throws {
+        let runtime = try Runtime.currentThread()
+        let pipe = TestPipe()
+        pipe.write([7])
+        let yields = try runtime.run { () async throws -> Int in
+            var yields = 0
+            // Busy with nothing registered first: the turns skip epoll.
+            for _ in 0..<1_000 { await Tide.yield() }
+            let registration = try runtime.reactor.register(fd: pipe.readEnd)
+            defer { registration.deregister() }
+            let reader = Tide.spawn { () async throws -> [UInt8]? in
+                _ = try await registration.readiness(for: .readable)
+                return pipe.drain()
+            }
+            while !reader.isFinished && yields < 100_000 {
+                await Tide.yield()
+                yields += 1
+            }
+            #expect(try await reader.value == [7])
+            return yields
+        }
+        #expect(yields < 100_000)
+    }
+
     @Test func staleClearDoesNotHideANewerEvent() throws {
         let runtime = try Runtime.currentThread()
         let pipe = TestPipe()
