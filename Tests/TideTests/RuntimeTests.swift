@@ -456,6 +456,51 @@ struct PollTaskLifetimeTests {
     }
 }
 
+@Suite("Live task table")
+struct LiveTaskTableTests {
+    /// Slots are reused last-freed first, a freed slot holds no task, every listed task is
+    /// found, and once a table of more than 4096 slots empties it starts over from slot 0.
+    @Test func slotsAreReusedAndAnEmptiedLargeTableStartsOver() throws {
+        let runtime = try Runtime.currentThread()
+        defer { runtime.shutdown() }
+        let tasks = (0..<5_000).map { index in
+            PollTask<PollStage<Ready<Int>>>(
+                future: ready(index), scheduler: Unmanaged.passUnretained(runtime))
+        }
+        var table = LiveTaskTable()
+        // Task index -> its slot, for every task listed.
+        var slotOf: [Int: UInt32] = [:]
+        func list(_ index: Int) -> UInt32 {
+            let slot = table.insert(Unmanaged.passRetained(tasks[index]))
+            slotOf[index] = slot
+            return slot
+        }
+        func unlist(_ index: Int) -> Bool {
+            guard let slot = slotOf.removeValue(forKey: index) else { return false }
+            return table.remove(at: slot)?.takeRetainedValue() === tasks[index]
+        }
+        #expect((0..<10).map(list) == Array(0..<10))
+        #expect(unlist(3))
+        #expect(unlist(7))
+        #expect(table.remove(at: 7) == nil)
+        #expect(table.remove(at: 99) == nil)
+        #expect(table.count == 8)
+        #expect(list(10) == 7)
+        #expect(list(11) == 3)
+        #expect(list(12) == 10)
+        #expect(Set(table.tasks.map(ObjectIdentifier.init))
+            == Set(slotOf.keys.map { ObjectIdentifier(tasks[$0]) }))
+        // Grow past 4096 slots, then empty the table: it gives its storage back, starts over.
+        for index in 13..<5_000 { _ = list(index) }
+        #expect(table.count == 4_998)
+        for index in Array(slotOf.keys) { #expect(unlist(index)) }
+        #expect(table.count == 0)
+        #expect(table.tasks.isEmpty)
+        #expect(list(0) == 0)
+        #expect(unlist(0))
+    }
+}
+
 /// An append-only log shared by tasks on one thread.
 private final class LogBox: @unchecked Sendable {
     private let lock = SyncLock()

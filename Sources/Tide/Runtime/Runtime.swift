@@ -102,9 +102,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// completes in its first poll (or is still queued at shutdown, where the queues cancel it)
     /// never takes the lock. A table, not an intrusive list, so that the task keeps a 32-bit
     /// slot number instead of two links (16 bytes of every poll task); each member holds one
-    /// retain for the table. `freeLiveSlots` are the table's empty slots, reused first.
-    @exclusivity(unchecked) private var liveTasks: [Unmanaged<PollTaskBase>?] = []
-    @exclusivity(unchecked) private var freeLiveSlots: [UInt32] = []
+    /// retain for the table (see LiveTaskTable.swift).
+    @exclusivity(unchecked) private var liveTasks = LiveTaskTable()
     private let counters = Counters()
 
     private init(
@@ -295,16 +294,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         }
         // The table's reference, released when the task leaves it.
         let unmanaged = Unmanaged.passRetained(task)
-        registryLock.withLock {
-            if let slot = freeLiveSlots.popLast() {
-                liveTasks[Int(slot)] = unmanaged
-                task.liveSlot = slot
-            } else {
-                // 2^32 - 1 tasks waiting at once (the sentinel) would need over 400 GB.
-                task.liveSlot = UInt32(liveTasks.count)
-                liveTasks.append(unmanaged)
-            }
-        }
+        // 2^32 - 1 tasks waiting at once (the `notListed` sentinel) would need over 400 GB.
+        registryLock.withLock { task.liveSlot = liveTasks.insert(unmanaged) }
     }
 
     /// Spawns a Swift task that prefers this runtime as its executor, and returns its handle.
@@ -412,7 +403,7 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// (its future dropped, its joiners woken with `JoinError.cancelled`).
     private func cancelWaitingTasks(onlyIdle: Bool = false) {
         let remaining = registryLock.withLock { () -> [PollTaskBase] in
-            liveTasks.compactMap { $0?.takeUnretainedValue() }
+            liveTasks.tasks
         }
         for task in remaining {
             if onlyIdle { task.cancelIfWaiting() } else { task.cancelAtShutdown() }
@@ -467,20 +458,13 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         // Written (under the lock) only by threads that owned the task's turn before this one;
         // the state word's acquire orders that write before this read.
         guard task.liveSlot != PollTaskBase.notListed else { return }
-        let wasListed = registryLock.withLock { () -> Bool in
+        let listed = registryLock.withLock { () -> Unmanaged<PollTaskBase>? in
             let slot = task.liveSlot
-            guard slot != PollTaskBase.notListed else { return false }
+            guard slot != PollTaskBase.notListed else { return nil }
             task.liveSlot = PollTaskBase.notListed
-            liveTasks[Int(slot)] = nil
-            freeLiveSlots.append(slot)
-            if freeLiveSlots.count == liveTasks.count, liveTasks.count > 4096 {
-                // Nobody waits any more: give back what a burst of waiting tasks grew.
-                liveTasks = []
-                freeLiveSlots = []
-            }
-            return true
+            return liveTasks.remove(at: slot)
         }
-        if wasListed { Unmanaged.passUnretained(task).release() }
+        listed?.release()
     }
 
     private func push(_ runnable: Runnable) {
