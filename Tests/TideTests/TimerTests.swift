@@ -179,6 +179,55 @@ struct TimerWheelTests {
         #expect(timers.wheel.count == 0)
     }
 
+    /// Far more timers than one batch come due in one `advance`: 700 in a single tick (batches
+    /// end in the middle of that slot), 300 spread over the ticks before; later 601 from one
+    /// level-1 slot. All fire, each once, none early; the timers not due stay; the buffer the
+    /// wakers are collected in never grew.
+    @Test func aThousandTimersDueAtOnceFireInBatchesFromOneAdvance() {
+        let timers = SimulatedTimers(startingAt: 3_600_000_000_000)
+        let base = timers.now
+        let capacity = timers.wheel.firedBufferCapacity
+        #expect(capacity >= TimerWheel.fireBatch)
+        for index in 0..<700 {
+            #expect(timers.arm(index, deadline: base + 20_000_000))
+        }
+        for index in 700..<1_000 {
+            #expect(timers.arm(index, deadline: base + 1_000_000 + UInt64(index - 700) * 60_000))
+        }
+        // Not due at the advance: one later in level 0, one in level 1 (five seconds out).
+        #expect(timers.arm(1_000, deadline: base + 30_000_000))
+        #expect(timers.arm(1_001, deadline: base + 5_000_000_000))
+        timers.step(by: 25_000_000, until: base + 25_000_000)
+        let log = timers.log
+        #expect(log.count == 1_000)
+        for index in 0..<1_000 {
+            guard let at = log[index], let deadline = timers.deadlines[index] else {
+                Issue.record("timer \(index) did not fire")
+                continue
+            }
+            #expect(at >= deadline)
+        }
+        #expect(timers.wheel.count == 2)
+        #expect(timers.wheel.firedBufferCapacity == capacity)
+        timers.step(by: 10_000_000, until: base + 35_000_000)
+        #expect(timers.log.count == 1_001)
+        #expect(timers.wheel.count == 1)
+        // 600 more in the same level-1 slot as timer 1_001, all due in one advance: the slot is
+        // emptied whole and what does not fit a batch waits one level down for the next one.
+        for index in 1_002..<1_602 {
+            #expect(timers.arm(index, deadline: base + 5_000_000_000 + UInt64(index) * 1_000))
+        }
+        // One step, so that nothing cascades before: the level-1 slot itself comes due.
+        timers.step(by: 5_965_000_000, until: base + 6_000_000_000)
+        let all = timers.log
+        #expect(all.count == 1_602)
+        for (index, deadline) in timers.deadlines {
+            if let at = all[index] { #expect(at >= deadline) }
+        }
+        #expect(timers.wheel.count == 0)
+        #expect(timers.wheel.firedBufferCapacity == capacity)
+    }
+
     @Test func droppedTimerLeavesTheWheel() {
         let wheel = TimerWheel()
         let recorder = WakeRecorder(index: 0)
