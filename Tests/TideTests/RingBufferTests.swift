@@ -27,19 +27,24 @@ struct RingBufferTests {
         #expect(expected == next)
     }
 
-    @Test func anEmptiedLargeRingFreesItsStorageAndStillWorks() {
+    /// An emptied ring that grew past `retainedCapacity` shrinks to it (not to nothing), then
+    /// takes a burst of that size without growing; it keeps working either way.
+    @Test func anEmptiedLargeRingShrinksToItsRetainedCapacityAndStillWorks() {
         var ring = RingBuffer<Int>()
         defer { ring.destroy() }
-        let burst = RingBuffer<Int>.retainedCapacity * 4
+        let retained = RingBuffer<Int>.retainedCapacity
+        let burst = retained * 4
         for value in 0..<burst { ring.append(value) }
         #expect(ring.capacity >= burst)
         for value in 0..<burst { #expect(ring.popFirst() == value) }
-        #expect(ring.capacity == 0)
+        #expect(ring.capacity == retained)
         #expect(ring.popFirst() == nil)
+        for value in 0..<retained { ring.append(value) }
+        #expect(ring.capacity == retained)
+        for value in 0..<retained { #expect(ring.popFirst() == value) }
         ring.append(7)
         #expect(ring.popFirst() == 7)
-        // A small ring keeps its storage when emptied: no reallocation per push.
-        #expect(ring.capacity == 8)
+        #expect(ring.capacity == retained)
     }
 
     @Test func destroyReleasesTheElements() {

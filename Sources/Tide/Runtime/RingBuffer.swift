@@ -2,8 +2,8 @@
 /// and the blocking pool's queue.
 ///
 /// Power-of-two storage so indexing is a mask; it grows by doubling, and a pop that empties a ring
-/// holding more than 64 KiB of storage frees it, so a burst (200,000 spawns, a flooded channel)
-/// does not pin its peak memory for the life of the queue. The owner
+/// holding more than 64 KiB of storage shrinks it to 64 KiB, so a burst (200,000 spawns, a
+/// flooded channel) does not pin its peak memory for the life of the queue. The owner
 /// calls ``destroy()`` exactly once (it is a plain struct over a raw pointer so that it can live in
 /// a locked class field without copy-on-write checks on every push and pop).
 @usableFromInline
@@ -15,6 +15,13 @@ struct RingBuffer<Element> {
 
     @inlinable
     init() {}
+
+    /// A ring whose storage is allocated now, at the size an emptied ring shrinks back to
+    /// (`retainedCapacity`, rounded down to a power of two): a queue that a runtime thread fills
+    /// in bursts (its run queues) then never allocates until a burst outgrows that.
+    init(preallocated: Void) {
+        shrinkEmptyStorage()
+    }
 
     @inlinable
     var isEmpty: Bool { count == 0 }
@@ -32,13 +39,32 @@ struct RingBuffer<Element> {
         let element = (storage.unsafelyUnwrapped + head).move()
         head = (head &+ 1) & (capacity &- 1)
         count &-= 1
-        if count == 0 && capacity > Self.retainedCapacity { releaseStorage() }
+        if count == 0 && capacity > Self.retainedCapacity { shrinkEmptyStorage() }
         return element
     }
 
     /// The most elements an empty ring keeps storage for (64 KiB of them).
     @inlinable
     static var retainedCapacity: Int { 65_536 / Swift.max(1, MemoryLayout<Element>.stride) }
+
+    /// Swaps the storage of an empty ring that grew past `retainedCapacity` for one of at most
+    /// that size: a burst's storage goes back, and the next burst does not grow the ring from
+    /// nothing again, in doubling steps that are each, past 1 KiB, a malloc request for which
+    /// glibc first consolidates its fast bins (every small chunk freed since).
+    @usableFromInline
+    mutating func shrinkEmptyStorage() {
+        storage?.deallocate()
+        storage = .allocate(capacity: Self.retainedPowerOfTwo)
+        capacity = Self.retainedPowerOfTwo
+        head = 0
+    }
+
+    /// `retainedCapacity` rounded down to a power of two (the storage size must be one).
+    static var retainedPowerOfTwo: Int {
+        var size = 8
+        while size * 2 <= retainedCapacity { size *= 2 }
+        return size
+    }
 
     /// Frees the storage of an empty ring.
     @usableFromInline

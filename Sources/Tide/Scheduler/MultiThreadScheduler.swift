@@ -147,12 +147,13 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// Workers, then spare slots (a spare is `active` only while it runs).
     let workers: [Worker]
     let injectLock = SyncLock()
-    @exclusivity(unchecked) private var inject = RingBuffer<UInt>()
+    // Allocated up front, like the current-thread flavour's queues (see Runtime.swift).
+    @exclusivity(unchecked) private var inject = RingBuffer<UInt>(preallocated: ())
     let injectCount = Atomic<Int>(0)
     /// Tasks woken by the driver (timers fired, I/O ready) outside any job: they run before the
     /// local queues, so a backlog of new work does not make every timer late.
     let wokenLock = SyncLock()
-    @exclusivity(unchecked) private var woken = RingBuffer<UInt>()
+    @exclusivity(unchecked) private var woken = RingBuffer<UInt>(preallocated: ())
     let wokenCount = Atomic<Int>(0)
     let idleLock = SyncLock()
     @exclusivity(unchecked) private var idle: [Int] = []
