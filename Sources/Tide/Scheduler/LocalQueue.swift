@@ -12,8 +12,8 @@
 
  Owner push: if tail - steal < capacity there is room: write the slot, then store tail+1 with
  release (the slot write happens-before any reader that acquires the tail). If the queue is full
- the caller moves half of it to the global queue (`pushOverflow`), claiming those slots with a CAS
- on head exactly like a pop.
+ the caller moves half of it to the global queue, claiming those slots with a CAS on head exactly
+ like a pop and copying them out before its next push.
  Owner pop: CAS head from (steal, real) to (steal', real+1), where steal' follows real when no
  steal is in progress; the CAS makes the slot ours.
  Steal (any thread): load head; if a steal is in progress (steal != real) give up. Claim n = half
@@ -94,10 +94,12 @@ final class LocalQueue: @unchecked Sendable {
 
     var isEmpty: Bool { count == 0 }
 
-    /// Owner only. Pushes `item` and returns nil; if the queue is full, takes half of it out
-    /// and returns that half plus `item`, for the caller to move to the global queue. (Returned
-    /// rather than handed to a closure: forming the closure retained the scheduler per push.)
-    func push(_ item: RunnableRef) -> [RunnableRef]? {
+    /// Owner only. Pushes `item` and returns nil. If the queue is full, claims its older half
+    /// instead (`overflowCount` slots) and returns the position of the first claimed slot: the
+    /// caller reads them with `claimed(at:)` before its next push and moves them, and `item`, to
+    /// the global queue. Nothing is allocated: an array per overflow was a malloc request over
+    /// 1 KiB, for which glibc consolidates every small chunk freed since.
+    func push(_ item: RunnableRef) -> UInt32? {
         while true {
             let (steal, _) = Self.unpack(head.load(ordering: .acquiring))
             let tail = self.tail.load(ordering: .relaxed)
@@ -106,30 +108,39 @@ final class LocalQueue: @unchecked Sendable {
                 self.tail.store(tail &+ 1, ordering: .releasing)
                 return nil
             }
-            if var moved = takeHalfForOverflow(tail: tail) {
-                moved.append(item)
-                return moved
-            }
+            if let start = claimHalfForOverflow(tail: tail) { return start }
             // A stealer moved head meanwhile; there is room now or soon. Retry.
         }
     }
 
-    private func takeHalfForOverflow(tail: UInt32) -> [RunnableRef]? {
+    /// How many slots an overflowing `push` claims.
+    static let overflowCount = Int(capacity / 2)
+
+    /// Owner only. A slot claimed by the last overflowing `push`, by position; valid until the
+    /// owner's next push (the claim moved `real` past it, so no other thread reads it, and only
+    /// the owner writes slots).
+    func claimed(at position: UInt32) -> UInt {
+        slots[Int(position & Self.mask)]
+    }
+
+    private func claimHalfForOverflow(tail: UInt32) -> UInt32? {
         let current = head.load(ordering: .acquiring)
         let (steal, real) = Self.unpack(current)
         // Only when no steal is in progress and the queue is really full.
         guard steal == real, tail &- real == Self.capacity else { return nil }
-        let half = Self.capacity / 2
+        let half = UInt32(Self.overflowCount)
         let next = Self.pack(steal: real &+ half, real: real &+ half)
         guard head.compareExchange(expected: current, desired: next, ordering: .acquiringAndReleasing)
             .exchanged
         else { return nil }
-        var batch: [RunnableRef] = []
-        batch.reserveCapacity(Int(half) + 1)
-        for offset in 0..<half {
-            batch.append(RunnableRef(bits: slots[Int((real &+ offset) & Self.mask)]))
-        }
-        return batch
+        return real
+    }
+
+    /// Owner only. Free slots: a push of up to this many does not overflow (stealers only ever
+    /// make more room).
+    var room: Int {
+        let (steal, _) = Self.unpack(head.load(ordering: .acquiring))
+        return Int(Self.capacity &- (tail.load(ordering: .relaxed) &- steal))
     }
 
     /// Owner only. Pops the oldest runnable.

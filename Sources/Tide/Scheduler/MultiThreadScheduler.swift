@@ -424,9 +424,15 @@ final class MultiThreadScheduler: @unchecked Sendable {
     }
 
     private func pushLocal(_ item: RunnableRef, _ worker: Worker) {
-        guard let overflow = worker.queue.push(item) else { return }
-        injectLock.withLock { for moved in overflow { inject.append(moved.bits) } }
-        injectCount.add(overflow.count, ordering: .sequentiallyConsistent)
+        guard let start = worker.queue.push(item) else { return }
+        let queue = worker.queue
+        injectLock.withLock {
+            for offset in 0..<LocalQueue.overflowCount {
+                inject.append(queue.claimed(at: start &+ UInt32(offset)))
+            }
+            inject.append(item.bits)
+        }
+        injectCount.add(LocalQueue.overflowCount + 1, ordering: .sequentiallyConsistent)
     }
 
     /// Wakes one parked worker if no worker is already searching for work.
@@ -571,19 +577,24 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// Takes one runnable from the global queue and moves a batch more into the local queue.
     private func popInject(_ worker: Worker) -> RunnableRef? {
         if injectCount.load(ordering: .sequentiallyConsistent) == 0 { return nil }
-        var batch: [UInt] = []
-        injectLock.withLock {
-            let share = min(max(inject.count / max(workerCount, 1), 1), 128)
-            for _ in 0..<share {
-                guard let bits = inject.popFirst() else { break }
-                batch.append(bits)
+        // Straight from the global queue into the local one, under the lock: at most as many as
+        // the local queue has room for, so no push overflows back (into this lock). No batch
+        // array: one per call was a malloc request over 1 KiB (see `LocalQueue.push`).
+        let queue = worker.queue
+        let room = queue.room
+        let first: UInt? = injectLock.withLock {
+            guard let first = inject.popFirst() else { return nil }
+            let share = min(inject.count / max(workerCount, 1), 127, room)
+            var moved = 0
+            while moved < share, let bits = inject.popFirst() {
+                let overflow = queue.push(RunnableRef(bits: bits))
+                precondition(overflow == nil, "a local queue with room overflowed")
+                moved += 1
             }
-            injectCount.subtract(batch.count, ordering: .sequentiallyConsistent)
+            injectCount.subtract(moved + 1, ordering: .sequentiallyConsistent)
+            return first
         }
-        guard !batch.isEmpty else { return nil }
-        let first = RunnableRef(bits: batch.removeFirst())
-        for bits in batch { pushLocal(RunnableRef(bits: bits), worker) }
-        return first
+        return first.map { RunnableRef(bits: $0) }
     }
 
     private func stealWork(_ worker: Worker) -> RunnableRef? {
