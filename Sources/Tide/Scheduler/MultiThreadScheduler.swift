@@ -683,14 +683,19 @@ final class MultiThreadScheduler: @unchecked Sendable {
 
     /// Polls the reactor and fires due timers without blocking, if no other thread drives.
     private func maintenance(_ worker: Worker) {
-        if driverBusy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
+        // Only the thread that holds the driver fires timers, as in tokio: with every worker
+        // advancing the wheel, two threads fired the same backlog in turns, each batch and each
+        // fired entry's removal contending for the wheel's lock, and W5's workers spent tens of
+        // milliseconds in advance without running a job. A worker that finds the driver taken
+        // leaves the timers to its holder: one in maintenance fires them now, one parked in
+        // epoll wakes at the next deadline (an earlier timer wakes it, `timerArmedEarlier`).
+        guard driverBusy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
             .exchanged
-        {
-            runtime.reactor.turn(timeoutMilliseconds: 0)
-            driverBusy.store(false, ordering: .releasing)
-            handOffDriver()
-        }
+        else { return }
+        runtime.reactor.turn(timeoutMilliseconds: 0)
         runtime.timers.advance()
+        driverBusy.store(false, ordering: .releasing)
+        handOffDriver()
     }
 
     /// Called after releasing `driverBusy`. A worker that went to park while another thread held
@@ -731,10 +736,10 @@ final class MultiThreadScheduler: @unchecked Sendable {
                 runtime.reactor.turn(timeoutNanoseconds: timeout)
             }
             worker.inDriver.store(false, ordering: .releasing)
-            driverBusy.store(false, ordering: .releasing)
             removeFromIdle(worker)
-            handOffDriver()
             runtime.timers.advance()
+            driverBusy.store(false, ordering: .releasing)
+            handOffDriver()
             return
         } else if worker.isSpare {
             // A spare never sleeps long: it exists to keep things moving during a stall.
