@@ -580,6 +580,42 @@ struct MultiThreadTests {
         #expect(received <= 4 * Coop.budgetPerTurn + Coop.budgetPerTurn)
     }
 
+    /// A worker that finds every task while spinning (each arrives a little after the last one
+    /// finished) must still look at timers. The spin path did not count what it ran toward
+    /// maintenance, and a worker that keeps finding work never parks (where it would drive):
+    /// with the other worker inside one long job, a due timer waited for the stream to end.
+    @Test func timersFireWhileAWorkerFindsEveryTaskBySpinning() throws {
+        final class Progress: Sendable {
+            let ran = Atomic<Int>(0)
+            /// How many stream tasks had run when the sleeper woke; -1 until then.
+            let wokeAt = Atomic<Int>(-1)
+        }
+        let runtime = try Runtime.multiThread(workers: 2)
+        defer { runtime.shutdown() }
+        let items = 20_000
+        let progress = Progress()
+        let produced = try runtime.run { () async throws -> Int in
+            let sleeper = Tide.spawn {
+                try await Tide.sleep(for: .milliseconds(1))
+                progress.wokeAt.store(progress.ran.load(ordering: .acquiring), ordering: .releasing)
+            }
+            while runtime.metrics.timersArmed == 0 && !sleeper.isFinished { await Tide.yield() }
+            // One long job that spawns a short task every ~20 µs, ending early once the
+            // sleeper woke.
+            var produced = 0
+            while produced < items && progress.wokeAt.load(ordering: .acquiring) < 0 {
+                Tide.spawn { progress.ran.add(1, ordering: .acquiringAndReleasing) }
+                produced += 1
+                let until = monotonicNow() + 20_000
+                while monotonicNow() < until {}
+            }
+            try await sleeper.value
+            return produced
+        }
+        #expect(progress.wokeAt.load(ordering: .acquiring) >= 0)
+        #expect(produced < items, "the timer fired only after the stream of \(items) tasks ended")
+    }
+
     /// Joining handles of finished tasks returns at once; a loop over many of them must still
     /// spend the coop budget, or it holds the thread (and every timer on it) until it ends.
     @Test func joiningFinishedHandlesSpendsTheCoopBudget() throws {

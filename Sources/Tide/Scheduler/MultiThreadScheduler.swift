@@ -477,7 +477,9 @@ final class MultiThreadScheduler: @unchecked Sendable {
         let executor = runtime.asUnownedTaskExecutor()
         var idleRounds = 0
         while !stopping.load(ordering: .acquiring) {
-            if let item = nextRunnable(worker) {
+            // Work found while spinning counts toward maintenance like any other: a worker that
+            // keeps finding its next task within the spin never parks (where it would drive).
+            if let item = nextRunnable(worker) ?? spinForWork(worker) {
                 idleRounds = 0
                 worker.sinceMaintenance &+= run(item, on: worker, executor: executor)
                 worker.tick &+= 1
@@ -485,12 +487,6 @@ final class MultiThreadScheduler: @unchecked Sendable {
                     worker.sinceMaintenance = 0
                     maintenance(worker)
                 }
-                continue
-            }
-            if let item = spinForWork(worker) {
-                idleRounds = 0
-                run(item, on: worker, executor: executor)
-                worker.tick &+= 1
                 continue
             }
             if worker.isSpare {
