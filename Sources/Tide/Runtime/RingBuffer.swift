@@ -80,10 +80,11 @@ struct RingBuffer<Element> {
         let newCapacity = Swift.max(8, capacity * 2)
         let newStorage = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
         if let old = storage {
-            var index = 0
-            while index < count {
-                (newStorage + index).moveInitialize(from: old + ((head + index) & (capacity - 1)), count: 1)
-                index += 1
+            // The elements are at most two runs: head to the end of the storage, then the start.
+            let firstRun = Swift.min(count, capacity - head)
+            newStorage.moveInitialize(from: old + head, count: firstRun)
+            if firstRun < count {
+                (newStorage + firstRun).moveInitialize(from: old, count: count - firstRun)
             }
             old.deallocate()
         }
