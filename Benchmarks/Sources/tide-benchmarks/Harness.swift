@@ -4,20 +4,14 @@
 
 import Tide
 
-/// One (runtime, workload) combination: runs it at a scale and returns its metrics.
+/// One (runtime, workload) combination: runs it at a scale and returns its metrics. The driver
+/// runs every entry in a child process of its own (see main.swift).
 struct Entry {
     let runtime: String
-    /// Whether the entry runs in a child process of its own: memory (Idle.swift), spawn
-    /// (Spawn.swift) and timer lateness (Timers.swift) measurements do.
-    let ownProcess: Bool
     let run: (Double) throws -> [(name: String, value: Double)]
 
-    init(
-        _ runtime: String, ownProcess: Bool = false,
-        _ run: @escaping (Double) throws -> [(name: String, value: Double)]
-    ) {
+    init(_ runtime: String, _ run: @escaping (Double) throws -> [(name: String, value: Double)]) {
         self.runtime = runtime
-        self.ownProcess = ownProcess
         self.run = run
     }
 }

@@ -24,7 +24,7 @@ private let baseCount = 200_000
 func idleWorkload() -> Workload {
     var entries: [Entry] = []
     for flavor in TideFlavor.allCases {
-        entries.append(Entry(flavor.name, ownProcess: true) { scale in
+        entries.append(Entry(flavor.name) { scale in
             let count = scaled(baseCount, scale)
             return try withTideRuntime(flavor) {
                 let parked = Counter()
@@ -45,7 +45,7 @@ func idleWorkload() -> Workload {
             }
         })
     }
-    entries.append(Entry("tide-poll", ownProcess: true) { scale in
+    entries.append(Entry("tide-poll") { scale in
         let count = scaled(baseCount, scale)
         return try withPollRuntime { runtime in
             let slots = WakerSlots(count: count)
@@ -59,7 +59,7 @@ func idleWorkload() -> Workload {
             return idleMetrics(before: before, count: count, spawnSeconds: spawnSeconds)
         }
     })
-    entries.append(Entry("swift-default", ownProcess: true) { scale in
+    entries.append(Entry("swift-default") { scale in
         let count = scaled(baseCount, scale)
         let parked = Counter()
         let slots = ContinuationSlots(count: count)
@@ -77,7 +77,7 @@ func idleWorkload() -> Workload {
         let spawnSeconds = secondsSince(start)
         return idleMetrics(before: before, count: count, spawnSeconds: spawnSeconds)
     })
-    entries.append(Entry("nio", ownProcess: true) { scale in
+    entries.append(Entry("nio") { scale in
         let count = scaled(baseCount, scale)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let loops = Array(group.makeIterator())

@@ -52,7 +52,7 @@ func pingPongWorkload() -> Workload {
         return [("ns_per_rt", Double(nanos) / Double(rounds))]
     })
     entries.append(Entry("swift-default") { scale in try plainTaskPingPong(scale: scale) })
-    entries.append(Entry("tide-global", ownProcess: true) { scale in
+    entries.append(Entry("tide-global") { scale in
         try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
         return try plainTaskPingPong(scale: scale)
     })

@@ -14,7 +14,7 @@ private let baseCount = 1_000_000
 func spawnWorkload() -> Workload {
     var entries: [Entry] = []
     for flavor in TideFlavor.allCases {
-        entries.append(Entry(flavor.name, ownProcess: true) { scale in
+        entries.append(Entry(flavor.name) { scale in
             let count = scaled(baseCount, scale)
             let start = monotonicNanos()
             let sum = try withTideRuntime(flavor) {
@@ -28,7 +28,7 @@ func spawnWorkload() -> Workload {
             return spawnMetrics(count: count, sum: sum, start: start)
         })
     }
-    entries.append(Entry("tide-poll", ownProcess: true) { scale in
+    entries.append(Entry("tide-poll") { scale in
         let count = scaled(baseCount, scale)
         let start = monotonicNanos()
         let sum = try withPollRuntime { runtime in
@@ -41,14 +41,14 @@ func spawnWorkload() -> Workload {
         }
         return spawnMetrics(count: count, sum: sum, start: start)
     })
-    entries.append(Entry("swift-default", ownProcess: true) { scale in
+    entries.append(Entry("swift-default") { scale in
         try plainTaskSpawn(scale: scale)
     })
-    entries.append(Entry("tide-global", ownProcess: true) { scale in
+    entries.append(Entry("tide-global") { scale in
         try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
         return try plainTaskSpawn(scale: scale)
     })
-    entries.append(Entry("nio", ownProcess: true) { scale in
+    entries.append(Entry("nio") { scale in
         let count = scaled(baseCount, scale)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }

@@ -24,7 +24,7 @@ private let baseCount = 200_000
 func timersWorkload() -> Workload {
     var entries: [Entry] = []
     for flavor in TideFlavor.allCases {
-        entries.append(Entry(flavor.name, ownProcess: true) { scale in
+        entries.append(Entry(flavor.name) { scale in
             let durations = timerDurations(count: scaled(baseCount, scale))
             let lateness = SlotArray(count: durations.count)
             let start = monotonicNanos()
@@ -43,7 +43,7 @@ func timersWorkload() -> Workload {
             return timerMetrics(lateness, start: start)
         })
     }
-    entries.append(Entry("tide-poll", ownProcess: true) { scale in
+    entries.append(Entry("tide-poll") { scale in
         let durations = timerDurations(count: scaled(baseCount, scale))
         let lateness = SlotArray(count: durations.count)
         let start = monotonicNanos()
@@ -60,16 +60,16 @@ func timersWorkload() -> Workload {
         }
         return timerMetrics(lateness, start: start)
     })
-    entries.append(Entry("swift-default", ownProcess: true) { scale in
+    entries.append(Entry("swift-default") { scale in
         try plainTaskTimers(scale: scale)
     })
     // Plain Task.sleep on plain Task {}, as swift-default runs it, but with Tide installed as
     // Swift's global executor: its own process, since installing is for the life of a process.
-    entries.append(Entry("tide-global", ownProcess: true) { scale in
+    entries.append(Entry("tide-global") { scale in
         try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
         return try plainTaskTimers(scale: scale)
     })
-    entries.append(Entry("nio", ownProcess: true) { scale in
+    entries.append(Entry("nio") { scale in
         let durations = timerDurations(count: scaled(baseCount, scale))
         let lateness = SlotArray(count: durations.count)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)

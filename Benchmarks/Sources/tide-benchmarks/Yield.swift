@@ -56,7 +56,7 @@ func yieldWorkload() -> Workload {
         return [("ns_per_yield", Double(nanos) / Double(count))]
     })
     entries.append(Entry("swift-default") { scale in try plainTaskYield(scale: scale) })
-    entries.append(Entry("tide-global", ownProcess: true) { scale in
+    entries.append(Entry("tide-global") { scale in
         try Tide.installAsGlobalExecutor(try Runtime.multiThread(workers: 2))
         return try plainTaskYield(scale: scale)
     })

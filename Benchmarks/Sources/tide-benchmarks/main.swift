@@ -33,9 +33,8 @@
  After the RESULT lines, RATIO lines compare each runtime with swift-default on one metric per
  workload, oriented so that a ratio above 1 always means better than swift-default.
 
- Everything runs on the same machine with the same allocator settings, in this one process except
- where an entry asks for a child process of its own (this same binary, re-executed): every runtime
- of spawn, idle and timers, and tide-global everywhere. Those three workloads run in rounds
+ Everything runs on the same machine with the same allocator settings, each (runtime, workload)
+ in a child process of its own (this same binary, re-executed with --child), in rounds
  (TIDE_BENCH_ROUNDS, default 3): every runtime once per round, in an order rotated each round; the
  RESULT line is the run with the median primary metric, and a ROUNDS line lists every run's value.
  Combinations that make no sense are skipped and print nothing (see each workload's file).
@@ -95,60 +94,47 @@ let runtimeFilter: Set<String>? = getenv("TIDE_BENCH_RUNTIMES").map { value in
     Set(String(cString: value).split(separator: ",").map(String.init))
 }
 
-// Workloads whose every runtime runs in a process of its own (spawn, idle, timers) run in rounds:
-// each round starts every runtime once, each round in a rotated order, and the reported line is
-// the run with the median primary metric. One run per runtime read up to 3x apart from the next
-// (the first process of a full run paid twice the system time of later ones); rounds spread that
-// over all runtimes and the median drops it. TIDE_BENCH_ROUNDS=1 runs each once.
+// Every (runtime, workload) runs in a child process of its own, in rounds: each round starts
+// every runtime of the workload once, each round in a rotated order, and the reported line is the
+// run with the median primary metric. In one shared process, what earlier workloads left behind
+// (threads, grown and fragmented heaps) moved later results: W5's p99 read 1.5-17 ms where a
+// fresh process read 0.4-0.8 ms, and tide-mt's W3 fell from 6.8-8.2M msgs/s (fresh) to 2.9-3.2M
+// in some full runs. Single child runs of W1 read up to 3x apart, and the first child of a run
+// paid about twice the system time of later ones: rounds spread that over all runtimes and the
+// median drops it. TIDE_BENCH_ROUNDS=1 runs each once.
 let rounds: Int = getenv("TIDE_BENCH_ROUNDS").flatMap { Int(String(cString: $0)) }.map { max(1, $0) } ?? 3
 
 var measurements: [Measurement] = []
 for workload in workloads {
     let entries = workload.entries.filter { runtimeFilter?.contains($0.runtime) ?? true }
-    if rounds > 1, !entries.isEmpty, entries.allSatisfy(\.ownProcess) {
-        var runs: [String: [Measurement]] = [:]
-        for round in 0..<rounds {
-            for offset in entries.indices {
-                let entry = entries[(round + offset) % entries.count]
-                do {
-                    let metrics = try runInChild(
-                        workload: workload.name, runtime: entry.runtime, scale: scale)
-                    runs[entry.runtime, default: []].append(
-                        Measurement(runtime: entry.runtime, workload: workload.name, metrics: metrics))
-                } catch {
-                    emit("ERROR \(entry.runtime) \(workload.name) round \(round + 1): \(error)")
-                }
+    if entries.isEmpty { continue }
+    var runs: [String: [Measurement]] = [:]
+    for round in 0..<rounds {
+        for offset in entries.indices {
+            let entry = entries[(round + offset) % entries.count]
+            do {
+                let metrics = try runInChild(
+                    workload: workload.name, runtime: entry.runtime, scale: scale)
+                runs[entry.runtime, default: []].append(
+                    Measurement(runtime: entry.runtime, workload: workload.name, metrics: metrics))
+            } catch {
+                emit("ERROR \(entry.runtime) \(workload.name) round \(round + 1): \(error)")
             }
         }
-        for entry in entries {
-            guard let results = runs[entry.runtime], !results.isEmpty else { continue }
-            let sorted = results.sorted {
-                ($0.value(of: workload.primaryMetric) ?? 0) < ($1.value(of: workload.primaryMetric) ?? 0)
-            }
-            let median = sorted[sorted.count / 2]
-            measurements.append(median)
-            emit(median.line)
+    }
+    for entry in entries {
+        guard let results = runs[entry.runtime], !results.isEmpty else { continue }
+        let sorted = results.sorted {
+            ($0.value(of: workload.primaryMetric) ?? 0) < ($1.value(of: workload.primaryMetric) ?? 0)
+        }
+        let median = sorted[sorted.count / 2]
+        measurements.append(median)
+        emit(median.line)
+        if results.count > 1 {
             let values = results.map { format($0.value(of: workload.primaryMetric) ?? .nan) }
             emit("ROUNDS \(entry.runtime) \(workload.name) \(workload.primaryMetric)="
                 + values.joined(separator: ","))
         }
-        continue
-    }
-    for entry in entries {
-        let metrics: [(name: String, value: Double)]
-        do {
-            if entry.ownProcess {
-                metrics = try runInChild(workload: workload.name, runtime: entry.runtime, scale: scale)
-            } else {
-                metrics = try entry.run(scale)
-            }
-        } catch {
-            emit("ERROR \(entry.runtime) \(workload.name) \(error)")
-            continue
-        }
-        let measurement = Measurement(runtime: entry.runtime, workload: workload.name, metrics: metrics)
-        measurements.append(measurement)
-        emit(measurement.line)
     }
 }
 
