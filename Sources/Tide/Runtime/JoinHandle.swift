@@ -17,17 +17,18 @@ public struct JoinHandle<Success: Sendable>: Sendable {
         let body: () async throws -> Success
 
         init(_ body: sending @escaping () async throws -> Success) { self.body = body }
-
-        func run() async throws -> Success {
-            defer { value.store(true, ordering: .releasing) }
-            return try await body()
-        }
     }
 
     init(executor: (any TaskExecutor)?, _ body: sending @escaping () async throws -> Success) {
         let box = Body(body)
         finished = box
-        task = Task(executorPreference: executor) { try await box.run() }
+        // The body is called from the task's closure itself, not through a method of `Body`:
+        // every async call allocates its callee's frame in the task's allocator, and a task
+        // whose first slab (about 1 KiB) runs out mallocs another.
+        task = Task(executorPreference: executor) {
+            defer { box.value.store(true, ordering: .releasing) }
+            return try await box.body()
+        }
     }
 
     /// The task's result: its return value, or the error it threw (`CancellationError` when it
