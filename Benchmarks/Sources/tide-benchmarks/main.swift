@@ -98,11 +98,13 @@ let runtimeFilter: Set<String>? = getenv("TIDE_BENCH_RUNTIMES").map { value in
 // every runtime of the workload once, each round in a rotated order, and the reported line is the
 // run with the median primary metric. In one shared process, what earlier workloads left behind
 // (threads, grown and fragmented heaps) moved later results: W5's p99 read 1.5-17 ms where a
-// fresh process read 0.4-0.8 ms, and tide-mt's W3 fell from 6.8-8.2M msgs/s (fresh) to 2.9-3.2M
-// in some full runs. Single child runs of W1 read up to 3x apart, and the first child of a run
-// paid about twice the system time of later ones: rounds spread that over all runtimes and the
-// median drops it. TIDE_BENCH_ROUNDS=1 runs each once.
-let rounds: Int = getenv("TIDE_BENCH_ROUNDS").flatMap { Int(String(cString: $0)) }.map { max(1, $0) } ?? 3
+// fresh process read 0.4-0.8 ms. tide-mt's W3 read 2.9-3.2M msgs/s in some full runs and
+// 6.8-8.2M in twelve fresh processes, though one fresh round has read 3.7M since, so that one
+// is not only the shared process. Single child runs of W1 read up to 3x apart, and the first
+// child of a run paid about twice the system time of later ones: rounds spread that over all
+// runtimes and the median drops it. TIDE_BENCH_ROUNDS=1 runs each once.
+let rounds: Int =
+    getenv("TIDE_BENCH_ROUNDS").flatMap { Int(String(cString: $0)) }.map { max(1, $0) } ?? 3
 
 var measurements: [Measurement] = []
 for workload in workloads {
@@ -125,7 +127,8 @@ for workload in workloads {
     for entry in entries {
         guard let results = runs[entry.runtime], !results.isEmpty else { continue }
         let sorted = results.sorted {
-            ($0.value(of: workload.primaryMetric) ?? 0) < ($1.value(of: workload.primaryMetric) ?? 0)
+            let metric = workload.primaryMetric
+            return ($0.value(of: metric) ?? 0) < ($1.value(of: metric) ?? 0)
         }
         let median = sorted[sorted.count / 2]
         measurements.append(median)
