@@ -20,11 +20,15 @@
  time, and the p99 lateness of the whole workload. With 16384 slots, deadlines within ~4 s never
  cascade, and a cascade happens once per ~4 s of deadlines.
 
- Processing (`advance(to:)`): find the earliest occupied slot (the lowest level that has one:
+ Processing (`advance(now:)`): find the earliest occupied slot (the lowest level that has one:
  every entry at a lower level expires before any entry at a higher level); if its start is not
  after `now`, move `elapsed` to it, take the whole slot, fire entries whose deadline has passed
  and re-insert the rest (they cascade to a lower level). Deadlines are rounded up to the next
- tick and an entry fires only when `now >= deadline`, so a timer never fires early.
+ tick and an entry fires only when `now >= deadline`, so a timer never fires early. Wakers are
+ collected in batches of at most 256 and woken outside the lock: a batch that fills up inside a
+ level-0 slot (whose entries all share one tick) puts the rest of the slot back; a higher-level
+ slot is still emptied whole, its due entries beyond the batch re-inserted one level down, so
+ that the ordering between levels above always holds.
 
  Concurrency: one mutex guards the wheel and every entry's fields (links, deadline, waker, state).
  Entries are not retained by the wheel: an entry that is deallocated removes itself in `deinit`
