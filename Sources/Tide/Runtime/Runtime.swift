@@ -438,8 +438,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
 
     /// Queues a woken poll task; `task` is a reference the queue takes over.
     func schedule(_ task: Unmanaged<PollTaskBase>) {
-        if let multi {
-            multi.push(RunnableRef(task: task))
+        // Borrowed through `multiRef`, as `enqueueJob` does: `if let multi` retained and released
+        // the scheduler (shared by every worker) per wake.
+        if let multi = multiRef {
+            multi._withUnsafeGuaranteedRef { $0.push(RunnableRef(task: task)) }
         } else {
             push(.task(task))
         }
@@ -449,8 +451,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// LIFO slot, or a task that keeps waking itself would never let the others run). `task` is
     /// a reference the queue takes over.
     func reschedule(_ task: Unmanaged<PollTaskBase>) {
-        if let multi {
-            multi.push(RunnableRef(task: task), yielding: true)
+        if let multi = multiRef {
+            multi._withUnsafeGuaranteedRef { $0.push(RunnableRef(task: task), yielding: true) }
         } else {
             push(.task(task))
         }
