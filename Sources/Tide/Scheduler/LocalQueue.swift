@@ -163,9 +163,14 @@ final class LocalQueue: @unchecked Sendable {
         }
     }
 
-    /// Any thread. Moves about half of this queue into `destination` (which must be the calling
-    /// worker's own, empty-enough queue) and returns one of the stolen runnables to run now.
+    /// Any thread. Moves about half of this queue into `destination`, the calling worker's own
+    /// queue, and returns one of the stolen runnables to run now; nil if there was nothing to
+    /// take or `destination` is over half full. The runnables are copied straight into
+    /// `destination`'s free slots: an array per steal was a malloc request of up to 1,056
+    /// bytes, for which glibc consolidates every small chunk freed since.
     func steal(into destination: LocalQueue) -> RunnableRef? {
+        // Only the destination's owner (the caller) pushes there, so its room can only grow.
+        guard destination.room >= Int(Self.capacity / 2) else { return nil }
         var current = head.load(ordering: .acquiring)
         var claimedFrom: UInt32 = 0
         var claimed: UInt32 = 0
@@ -175,6 +180,7 @@ final class LocalQueue: @unchecked Sendable {
             let tail = self.tail.load(ordering: .acquiring)
             let available = tail &- real
             if available == 0 || available > Self.capacity { return nil }
+            // At most half the capacity, which the destination has room for.
             let take = available - available / 2
             let next = Self.pack(steal: steal, real: real &+ take)
             let (exchanged, original) = head.compareExchange(
@@ -186,11 +192,13 @@ final class LocalQueue: @unchecked Sendable {
             }
             current = original
         }
-        // Copy the claimed range; the owner cannot overwrite it while `steal` lags behind.
-        var items: [UInt] = []
-        items.reserveCapacity(Int(claimed))
+        // Copy the claimed range past the destination's tail: the owner cannot overwrite it
+        // while our `steal` lags behind, and no other thread reads the destination's slots
+        // there before its tail moves.
+        let destinationTail = destination.tail.load(ordering: .relaxed)
         for offset in 0..<claimed {
-            items.append(slots[Int((claimedFrom &+ offset) & Self.mask)])
+            destination.slots[Int((destinationTail &+ offset) & Self.mask)] =
+                slots[Int((claimedFrom &+ offset) & Self.mask)]
         }
         // End the claim: move `steal` up to `real`.
         current = head.load(ordering: .acquiring)
@@ -202,19 +210,10 @@ final class LocalQueue: @unchecked Sendable {
             if exchanged { break }
             current = original
         }
-        let first = RunnableRef(bits: items.removeLast())
-        destination.appendStolen(items)
+        // The newest stolen runnable runs now; the others are published to the destination.
+        let last = claimed - 1
+        let first = RunnableRef(bits: destination.slots[Int((destinationTail &+ last) & Self.mask)])
+        if last > 0 { destination.tail.store(destinationTail &+ last, ordering: .releasing) }
         return first
-    }
-
-    /// Owner of `self` only: appends runnables that it just stole (there is room: the stealer
-    /// only steals when its own queue is empty, and takes at most half of another's).
-    private func appendStolen(_ items: [UInt]) {
-        var tail = self.tail.load(ordering: .relaxed)
-        for bits in items {
-            slots[Int(tail & Self.mask)] = bits
-            tail &+= 1
-        }
-        self.tail.store(tail, ordering: .releasing)
     }
 }
