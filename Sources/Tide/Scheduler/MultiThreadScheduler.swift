@@ -146,6 +146,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
     let onStall: @Sendable (StallReport) -> Void
     /// Workers, then spare slots (a spare is `active` only while it runs).
     let workers: [Worker]
+    /// `workers`, unretained, for the loops that probe other workers while searching: reading
+    /// `workers[i]` retained the victim and its queue on every probe, writing their object
+    /// headers, which share a cache line with fields the victim's owner reads on every push.
+    /// `workers` keeps them alive.
+    private let unretainedWorkers: UnsafeMutableBufferPointer<Unmanaged<Worker>>
     let injectLock = SyncLock()
     // Allocated up front, like the current-thread flavour's queues (see Runtime.swift).
     @exclusivity(unchecked) private var inject = RingBuffer<UInt>(preallocated: ())
@@ -189,10 +194,13 @@ final class MultiThreadScheduler: @unchecked Sendable {
         self.onStall = onStall
         let spares = max(workers, 1)
         self.workers = (0..<(workers + spares)).map { Worker(index: $0, isSpare: $0 >= workers) }
+        unretainedWorkers = .allocate(capacity: self.workers.count)
+        _ = unretainedWorkers.initialize(from: self.workers.lazy.map { Unmanaged.passUnretained($0) })
         for worker in self.workers { worker.owner = Unmanaged.passUnretained(self).toOpaque() }
     }
 
     deinit {
+        unretainedWorkers.deallocate()
         inject.destroy()
         woken.destroy()
     }
@@ -617,24 +625,25 @@ final class MultiThreadScheduler: @unchecked Sendable {
 
     /// One pass over the other workers' queues (from a random victim), then the global queue.
     private func searchOthers(_ worker: Worker) -> RunnableRef? {
-        let count = workers.count
+        let count = unretainedWorkers.count
         let start = worker.nextRandom(count)
         for offset in 0..<count {
-            let victim = workers[(start + offset) % count]
-            if victim === worker || !victim.active.load(ordering: .acquiring) { continue }
-            if let item = victim.queue.steal(into: worker.queue) {
-                worker.steals.add(1, ordering: .relaxed)
-                return item
-            }
-            // A worker stuck in one job cannot run its LIFO slot; take it. A worker in a short
-            // job keeps it: the task there was just woken by the job and runs next, hot in cache.
-            // (`stalled` first: it is on the line the owner rarely writes.)
-            if isStuck(victim), victim.lifo.load(ordering: .relaxed) != 0 {
-                let lifo = victim.lifo.exchange(0, ordering: .acquiringAndReleasing)
-                if lifo != 0 {
-                    worker.steals.add(1, ordering: .relaxed)
-                    return RunnableRef(bits: lifo)
+            let found = unretainedWorkers[(start + offset) % count]._withUnsafeGuaranteedRef {
+                victim -> RunnableRef? in
+                if victim === worker || !victim.active.load(ordering: .acquiring) { return nil }
+                if let item = victim.queue.steal(into: worker.queue) { return item }
+                // A worker stuck in one job cannot run its LIFO slot; take it. A worker in a
+                // short job keeps it: the task there was just woken by the job and runs next,
+                // hot in cache. (`stalled` first: it is on the line the owner rarely writes.)
+                if isStuck(victim), victim.lifo.load(ordering: .relaxed) != 0 {
+                    let lifo = victim.lifo.exchange(0, ordering: .acquiringAndReleasing)
+                    if lifo != 0 { return RunnableRef(bits: lifo) }
                 }
+                return nil
+            }
+            if let found {
+                worker.steals.add(1, ordering: .relaxed)
+                return found
             }
         }
         return popInject(worker)
@@ -670,9 +679,13 @@ final class MultiThreadScheduler: @unchecked Sendable {
         if injectCount.load(ordering: .sequentiallyConsistent) > 0 { return true }
         if wokenCount.load(ordering: .sequentiallyConsistent) > 0 { return true }
         if worker.lifo.load(ordering: .acquiring) != 0 || !worker.queue.isEmpty { return true }
-        for other in workers where other !== worker && other.active.load(ordering: .acquiring) {
-            if !other.queue.isEmpty { return true }
-            if isStuck(other) && other.lifo.load(ordering: .acquiring) != 0 { return true }
+        for reference in unretainedWorkers {
+            let busy = reference._withUnsafeGuaranteedRef { other in
+                guard other !== worker, other.active.load(ordering: .acquiring) else { return false }
+                return !other.queue.isEmpty
+                    || (isStuck(other) && other.lifo.load(ordering: .acquiring) != 0)
+            }
+            if busy { return true }
         }
         return false
     }
