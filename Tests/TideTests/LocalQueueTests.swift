@@ -25,6 +25,24 @@ struct LocalQueueTests {
         for value in UInt(5)..<10 { #expect(victim.pop() == RunnableRef(bits: value)) }
     }
 
+    /// A batch push keeps order behind what was queued and is visible to stealers at once.
+    @Test func aBatchPushKeepsOrderAndCanBeStolen() {
+        let queue = LocalQueue()
+        #expect(queue.push(RunnableRef(bits: 1)) == nil)
+        var next: UInt = 2
+        queue.push(count: 9) {
+            defer { next += 1 }
+            return next
+        }
+        #expect(queue.count == 10)
+        #expect(queue.room == Int(LocalQueue.capacity) - 10)
+        let thief = LocalQueue()
+        #expect(queue.steal(into: thief) == RunnableRef(bits: 5))
+        for value in UInt(6)...10 { #expect(queue.pop() == RunnableRef(bits: value)) }
+        #expect(queue.pop() == nil)
+        for value in UInt(1)...4 { #expect(thief.pop() == RunnableRef(bits: value)) }
+    }
+
     /// One owner pushes (overflowing now and then) and pops while three threads steal into
     /// their own queues and pop them, with random pauses: every value comes out exactly once.
     @Test func concurrentStealsLoseAndDuplicateNothing() {

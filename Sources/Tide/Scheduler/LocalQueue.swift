@@ -143,6 +143,17 @@ final class LocalQueue: @unchecked Sendable {
         return Int(Self.capacity &- (tail.load(ordering: .relaxed) &- steal))
     }
 
+    /// Owner only. Pushes `count` runnables, each made by `next`, and publishes them with one
+    /// store; `count` must not exceed `room`.
+    func push(count: Int, _ next: () -> UInt) {
+        precondition(count <= room, "a batch larger than the local queue's room")
+        let tail = self.tail.load(ordering: .relaxed)
+        for offset in 0..<UInt32(count) {
+            slots[Int((tail &+ offset) & Self.mask)] = next()
+        }
+        self.tail.store(tail &+ UInt32(count), ordering: .releasing)
+    }
+
     /// Owner only. Pops the oldest runnable.
     func pop() -> RunnableRef? {
         var current = head.load(ordering: .acquiring)

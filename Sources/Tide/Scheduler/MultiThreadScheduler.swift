@@ -588,14 +588,10 @@ final class MultiThreadScheduler: @unchecked Sendable {
         let room = queue.room
         let first: UInt? = injectLock.withLock {
             guard let first = inject.popFirst() else { return nil }
+            // `share` is at most what the global queue holds, so `popFirst` cannot come up empty.
             let share = min(inject.count / max(workerCount, 1), 127, room)
-            var moved = 0
-            while moved < share, let bits = inject.popFirst() {
-                let overflow = queue.push(RunnableRef(bits: bits))
-                precondition(overflow == nil, "a local queue with room overflowed")
-                moved += 1
-            }
-            injectCount.subtract(moved + 1, ordering: .sequentiallyConsistent)
+            queue.push(count: share) { inject.popFirst().unsafelyUnwrapped }
+            injectCount.subtract(share + 1, ordering: .sequentiallyConsistent)
             return first
         }
         return first.map { RunnableRef(bits: $0) }
