@@ -10,7 +10,10 @@
    running   --pending-> idle, or notified -> scheduled (CAS; pushed again, behind other work)
    running   --ready-->  complete  (output stored first; the join waker is woken)
  Wakes of a complete task do nothing. `cancel()` sets `cancelRequested` and wakes the task; the
- next run drops the future instead of polling it and completes as cancelled.
+ next run drops the future instead of polling it and completes as cancelled. A cancel that finds
+ the task `scheduled` changes nothing in the state word, so the run about to start must see the
+ flag: a run that read it unset before its poll reads it again (sequentially consistent, as the
+ canceller's store and state load are) after it has gone idle, and wakes the task if it is set.
 
  Self-wakes (a yield, a spent coop budget) take no atomic read-modify-write at all. `poller`
  holds the polling thread's id during a poll; a wake from that same thread can only come from
@@ -135,7 +138,9 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
             poller.store(polling | 1, ordering: .relaxed)
             return false
         }
-        var current = state.load(ordering: .acquiring)
+        // Sequentially consistent for `cancel()` (see the end of `runTurn`); on x86 and ARM64 the
+        // same instruction as an acquiring load.
+        var current = state.load(ordering: .sequentiallyConsistent)
         while true {
             let next: UInt32
             switch current & Self.stateMask {
@@ -157,7 +162,9 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
 
     @usableFromInline
     final func cancel() {
-        cancelRequested.store(true, ordering: .releasing)
+        // Sequentially consistent, like the state load in `wakeTask` and the runner's re-check
+        // after it goes idle (see the end of `runTurn`).
+        cancelRequested.store(true, ordering: .sequentiallyConsistent)
         wakeTask()
     }
 
@@ -254,8 +261,20 @@ class PollTaskBase: AtomicWaker, @unchecked Sendable {
             let notified = observed & Self.stateMask == Self.notified
             let next = flags | (notified ? Self.scheduled : Self.idle)
             let (exchanged, original) = state.compareExchange(
-                expected: observed, desired: next, ordering: .acquiringAndReleasing)
-            if exchanged { return notified }
+                expected: observed, desired: next, ordering: .sequentiallyConsistent)
+            if exchanged {
+                // A `cancel()` that found the task `scheduled` relies on this turn to see its flag,
+                // but the turn moved to `running` with a plain store and read the flag before the
+                // poll: the canceller's store and this thread's read can pass each other
+                // (store buffering), and the task would wait forever with the flag set. Both
+                // sides are sequentially consistent (the flag store and the state load in
+                // `cancel`, this exchange and the load below), so either the canceller saw this
+                // exchange's `idle` and woke the task, or this load sees the flag.
+                if !notified && cancelRequested.load(ordering: .sequentiallyConsistent) {
+                    wakeTask()
+                }
+                return notified
+            }
             observed = original
         }
     }
