@@ -57,6 +57,38 @@ struct ShutdownRaceTests {
             #expect(lost == 0, "round \(round): \(lost) cancelled tasks never ended")
         }
     }
+
+    /// A spare thread (started because the only worker stalled) is inside a long job when
+    /// `shutdown()` is called: it returns only after that job ended, as it does for workers.
+    /// It used to give up on spares after about 1-2 s and free queues they still used.
+    @Test func shutdownWaitsForASpareThreadStillInAJob() throws {
+        let runtime = try Runtime.multiThread(workers: 1, stallThreshold: .milliseconds(10))
+        let spinnerDone = Gate()
+        let slowStarted = Gate()
+        let slowDone = Gate()
+        // Holds the only worker (it never yields) until the slow job has started on a spare.
+        _ = try runtime.spawn(lazy {
+            let limit = monotonicNanoseconds() + 10_000_000_000
+            while !slowStarted.open.load(ordering: .acquiring), monotonicNanoseconds() < limit {}
+            spinnerDone.set()
+        })
+        // Queued behind the spinner: the spare started for the stall takes it.
+        _ = try runtime.spawn(lazy {
+            slowStarted.set()
+            usleep(2_500_000)
+            slowDone.set()
+        })
+        let limit = monotonicNanoseconds() + 10_000_000_000
+        while !spinnerDone.open.load(ordering: .acquiring), monotonicNanoseconds() < limit {
+            usleep(1_000)
+        }
+        let slowHadStarted = slowStarted.open.load(ordering: .acquiring)
+        #expect(slowHadStarted)
+        #expect(runtime.metrics.sparesStarted >= 1)
+        runtime.shutdown()
+        let slowHadEnded = slowDone.open.load(ordering: .acquiring)
+        #expect(slowHadEnded)
+    }
 }
 
 /// The highest task index that has been polled.

@@ -316,12 +316,12 @@ final class MultiThreadScheduler: @unchecked Sendable {
             }
         }
         pthread_join(monitor, nil)
-        // Spares are detached; wait (bounded) for them to leave.
-        var spins = 0
-        while sparesActive.load(ordering: .acquiring) > 0 && spins < 10_000 {
+        // Spares are detached: wait for them to leave, as for the workers (until `deadline`, if
+        // one is given). Draining while a spare still ran a job raced with it on its queue, and a
+        // runtime freed after `shutdown()` returned was then used by that job's end.
+        while sparesActive.load(ordering: .acquiring) > 0 {
             if let deadline, monotonicNanoseconds() >= deadline { return false }
             usleep(100)
-            spins += 1
         }
         drainAfterStop()
         return true
