@@ -89,6 +89,43 @@ struct ShutdownRaceTests {
         let slowHadEnded = slowDone.open.load(ordering: .acquiring)
         #expect(slowHadEnded)
     }
+
+    /// A waiting task joined by another waiting task: shutdown cancels the first, which wakes
+    /// the joiner into a queue that was already drained. Both end, nothing stays queued, and
+    /// once the handles are gone the runtime is freed (a queued task holds its runtime: the
+    /// leftover made a cycle that leaked it, its epoll fd and eventfd).
+    @Test(arguments: [true, false])
+    func shutdownEndsAJoinerWokenWhileCancellingAndFreesTheRuntime(multiThread: Bool) throws {
+        weak var weakRuntime: Runtime?
+        do {
+            let runtime = multiThread
+                ? try Runtime.multiThread(workers: 2) : try Runtime.currentThread()
+            weakRuntime = runtime
+            let joinerPolls = AtomicCounter()
+            let waiter = try runtime.spawn(pending(Int.self))
+            var joined = waiter
+            let joiner = try runtime.spawn(pollFn { (context: inout Context) -> Poll<Int> in
+                joinerPolls.increment()
+                switch joined.poll(&context) {
+                case .ready: return .ready(1)
+                case .pending: return .pending
+                }
+            })
+            if multiThread {
+                let limit = monotonicNanoseconds() + 10_000_000_000
+                while joinerPolls.value == 0, monotonicNanoseconds() < limit { usleep(1_000) }
+            } else {
+                // Runs both tasks' first turns: each waits.
+                try runtime.run { await Tide.yield() }
+            }
+            #expect(joinerPolls.value == 1)
+            runtime.shutdown()
+            #expect(waiter.isFinished)
+            #expect(joiner.isFinished)
+            #expect(runtime.metrics.globalQueueDepth == 0)
+        }
+        #expect(weakRuntime == nil)
+    }
 }
 
 /// The highest task index that has been polled.

@@ -381,27 +381,45 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             if multi.currentWorker == nil {
                 keepAlive = nil
                 cancelWaitingTasks()
+                // Cancelling a waiting task wakes its joiners, which may be waiting tasks too:
+                // those wakes queued them after the queues were drained. They are complete now;
+                // the queues' references must go, or each would keep the runtime alive.
+                while multi.drainAfterStop() > 0 {}
                 blockingPool.shutdown()
             }
             return true
         }
+        cancelQueuedTasks()
+        if owner.load(ordering: .acquiring) == 0 {
+            cancelWaitingTasks()
+            // As above: joiners woken by those cancellations were queued again.
+            while cancelQueuedTasks() > 0 {}
+            blockingPool.shutdown()
+        }
+        return true
+    }
+
+    /// Current-thread flavour, at shutdown: cancels the poll tasks in the global queue (and in
+    /// the local queues, if no thread is inside `run`) and releases the queues' references.
+    /// Returns how many there were.
+    @discardableResult
+    private func cancelQueuedTasks() -> Int {
         var pending = injectLock.withLock { () -> [Runnable] in
             var all: [Runnable] = []
             while let item = inject.popFirst() { all.append(item) }
+            injectCount.subtract(all.count, ordering: .relaxed)
             return all
         }
         if owner.load(ordering: .acquiring) == 0 {
             while let item = woken.popFirst() ?? local.popFirst() { pending.append(item) }
         }
+        var count = 0
         for case .task(let task) in pending {
+            count += 1
             task._withUnsafeGuaranteedRef { $0.cancel() }
             if PollTaskBase.runQueued(task, thread: ctide_thread_id()) { reschedule(task) }
         }
-        if owner.load(ordering: .acquiring) == 0 {
-            cancelWaitingTasks()
-            blockingPool.shutdown()
-        }
-        return true
+        return count
     }
 
     /// After the threads stopped: completes every poll task that is still alive as cancelled

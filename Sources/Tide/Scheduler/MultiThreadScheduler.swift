@@ -344,7 +344,10 @@ final class MultiThreadScheduler: @unchecked Sendable {
         return ctide_timedjoin(thread, &wall) == 0
     }
 
-    private func drainAfterStop() {
+    /// After the threads stopped: completes the poll tasks still queued as cancelled and
+    /// releases the queues' references to them. Returns how many runnables it took out.
+    @discardableResult
+    func drainAfterStop() -> Int {
         var leftovers: [RunnableRef] = []
         injectLock.withLock {
             while let bits = inject.popFirst() { leftovers.append(RunnableRef(bits: bits)) }
@@ -365,6 +368,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
             item.task._withUnsafeGuaranteedRef { $0.cancelAtShutdown() }
             item.task.release()
         }
+        return leftovers.count
     }
 
     // MARK: Scheduling
