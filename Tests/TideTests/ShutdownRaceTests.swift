@@ -126,6 +126,34 @@ struct ShutdownRaceTests {
         }
         #expect(weakRuntime == nil)
     }
+
+    /// `shutdown()` called by one of the runtime's own jobs returns at once (its thread cannot
+    /// join itself); a helper thread then joins the threads, cancels the task still waiting and
+    /// lets the runtime go. Before, nothing was cancelled and the runtime was never freed.
+    @Test func shutdownFromInsideAWorkerFinishesOnAHelperThread() throws {
+        weak var weakRuntime: Runtime?
+        let waiterEnded: Bool
+        do {
+            let runtime = try Runtime.multiThread(workers: 2)
+            weakRuntime = runtime
+            let waiter = try runtime.spawn(pending(Int.self))
+            let returned = Gate()
+            _ = try runtime.spawn(lazy {
+                runtime.shutdown()
+                returned.set()
+            })
+            let limit = monotonicNanoseconds() + 10_000_000_000
+            while !waiter.isFinished, monotonicNanoseconds() < limit { usleep(1_000) }
+            waiterEnded = waiter.isFinished
+            let shutdownReturned = returned.open.load(ordering: .acquiring)
+            #expect(shutdownReturned)
+            #expect(throws: RuntimeError.shutDown) { try runtime.spawn(ready(1)) }
+        }
+        #expect(waiterEnded)
+        let limit = monotonicNanoseconds() + 10_000_000_000
+        while weakRuntime != nil, monotonicNanoseconds() < limit { usleep(1_000) }
+        #expect(weakRuntime == nil)
+    }
 }
 
 /// The highest task index that has been polled.

@@ -346,10 +346,11 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// ``RuntimeError/shutDown``. Swift jobs still queued are dropped with the runtime, which
     /// leaks their tasks: finish or cancel Swift tasks before shutting down.
     ///
-    /// Multi-thread flavour: every worker finishes the job it is running and exits, and the worker
-    /// and monitor threads are joined before this returns. Poll tasks still waiting complete as
-    /// cancelled. The blocking pool finishes its queued jobs and its threads are joined. Called from one of the runtime's own
-    /// tasks, the threads are told to stop but not joined (a thread cannot join itself).
+    /// Multi-thread flavour: every worker (and spare thread) finishes the job it is running and
+    /// exits, and the threads are joined before this returns. Poll tasks still waiting complete
+    /// as cancelled. The blocking pool finishes its queued jobs and its threads are joined.
+    /// Called from one of the runtime's own tasks, it returns at once, since that thread cannot
+    /// join itself: a helper thread does all of the above once the calling job has returned.
     public func shutdown() {
         shutdown(deadline: nil)
     }
@@ -361,7 +362,9 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// (for example on SIGTERM). Returns true if every thread stopped in time. Returns false if a
     /// worker was still inside a job at the deadline: that thread exits when its job ends, and the
     /// runtime (its queues and whatever tasks they hold) stays allocated so that the thread can
-    /// finish safely; nothing more is run. On the current-thread flavour this is ``shutdown()``.
+    /// finish safely; nothing more is run. Called from one of the runtime's own tasks, it returns
+    /// true at once and a helper thread waits, with the same deadline (see ``shutdown()``). On
+    /// the current-thread flavour this is ``shutdown()``.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
         let nanoseconds = UInt64(max(timeout.nanosecondsClamped, 0))
@@ -372,22 +375,14 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private func shutdown(deadline: UInt64?) -> Bool {
         if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return true }
         if let multi {
-            guard multi.stop(deadline: deadline) else {
-                // A worker is still inside a job: keep the runtime alive for it (keepAlive stays
-                // set) and cancel the tasks that wait, so their joiners do not hang.
-                cancelWaitingTasks(onlyIdle: true)
-                return false
+            if multi.currentWorker != nil {
+                // Called by one of the runtime's own jobs, whose thread cannot join itself: a
+                // helper thread joins them all (this one once the job returns) and finishes.
+                multi.requestStop()
+                startShutdownHelper(multi, deadline: deadline)
+                return true
             }
-            if multi.currentWorker == nil {
-                keepAlive = nil
-                cancelWaitingTasks()
-                // Cancelling a waiting task wakes its joiners, which may be waiting tasks too:
-                // those wakes queued them after the queues were drained. They are complete now;
-                // the queues' references must go, or each would keep the runtime alive.
-                while multi.drainAfterStop() > 0 {}
-                blockingPool.shutdown()
-            }
-            return true
+            return finishShutdown(multi, deadline: deadline)
         }
         cancelQueuedTasks()
         if owner.load(ordering: .acquiring) == 0 {
@@ -397,6 +392,44 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
             blockingPool.shutdown()
         }
         return true
+    }
+
+    /// Multi-thread flavour: stops and joins the threads, then cancels the poll tasks left.
+    @discardableResult
+    private func finishShutdown(_ multi: MultiThreadScheduler, deadline: UInt64?) -> Bool {
+        guard multi.stop(deadline: deadline) else {
+            // A worker is still inside a job: keep the runtime alive for it (keepAlive stays
+            // set) and cancel the tasks that wait, so their joiners do not hang.
+            cancelWaitingTasks(onlyIdle: true)
+            return false
+        }
+        keepAlive = nil
+        cancelWaitingTasks()
+        // Cancelling a waiting task wakes its joiners, which may be waiting tasks too: those
+        // wakes queued them after the queues were drained. They are complete now; the queues'
+        // references must go, or each would keep the runtime alive.
+        while multi.drainAfterStop() > 0 {}
+        blockingPool.shutdown()
+        return true
+    }
+
+    /// Runs `finishShutdown` on a new detached thread, which holds the runtime until it is done.
+    /// If no thread can be started, the threads still stop (they were told to), but what was
+    /// queued or waiting stays as it is, and the runtime is not freed.
+    private func startShutdownHelper(_ multi: MultiThreadScheduler, deadline: UInt64?) {
+        let helper = ShutdownHelper(runtime: self, multi: multi, deadline: deadline)
+        var thread = pthread_t()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let context = Unmanaged.passRetained(helper).toOpaque()
+        let result = pthread_create(&thread, &attributes, { raw in
+            let helper = Unmanaged<ShutdownHelper>.fromOpaque(raw!).takeRetainedValue()
+            helper.runtime.finishShutdown(helper.multi, deadline: helper.deadline)
+            return nil
+        }, context)
+        pthread_attr_destroy(&attributes)
+        if result != 0 { Unmanaged<ShutdownHelper>.fromOpaque(context).release() }
     }
 
     /// Current-thread flavour, at shutdown: cancels the poll tasks in the global queue (and in
@@ -761,5 +794,18 @@ private final class SharedOutcome<T>: @unchecked Sendable {
             if let value = lock.withLock({ result }) { return value }
             parker.park()
         }
+    }
+}
+
+/// What the thread that finishes a shutdown begun inside a worker needs.
+private final class ShutdownHelper {
+    let runtime: Runtime
+    let multi: MultiThreadScheduler
+    let deadline: UInt64?
+
+    init(runtime: Runtime, multi: MultiThreadScheduler, deadline: UInt64?) {
+        self.runtime = runtime
+        self.multi = multi
+        self.deadline = deadline
     }
 }

@@ -293,20 +293,16 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// `deadline` (CLOCK_MONOTONIC ns) if one is given. Returns false if a worker was still inside
     /// a job at the deadline: its thread is left to exit when that job ends, and the queues are
     /// left alone (that thread may still push to them).
+    /// Must not be called on one of this scheduler's threads (a thread cannot join itself):
+    /// there, call `requestStop()` and let another thread call `stop`.
     @discardableResult
     func stop(deadline: UInt64? = nil) -> Bool {
-        if stopping.exchange(true, ordering: .acquiringAndReleasing) { return true }
+        requestStop()
         guard threadsStarted.load(ordering: .acquiring) else {
             // Never ran: what was spawned is still in the global queue.
             drainAfterStop()
             return true
         }
-        for worker in workers { worker.parker.unpark() }
-        monitorParker.unpark()
-        runtime.reactor.wakeup()
-        // From inside a worker (a task that shuts its own runtime down) the threads are told to
-        // stop but not joined: a thread cannot join itself.
-        if currentWorker != nil { return true }
         for index in 0..<workerCount {
             guard join(workers[index].thread, deadline: deadline) else {
                 // Give up on the rest: each thread frees itself when its job ends and it exits.
@@ -325,6 +321,15 @@ final class MultiThreadScheduler: @unchecked Sendable {
         }
         drainAfterStop()
         return true
+    }
+
+    /// Tells every thread to stop after the job it is running, without waiting for them.
+    func requestStop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        guard threadsStarted.load(ordering: .acquiring) else { return }
+        for worker in workers { worker.parker.unpark() }
+        monitorParker.unpark()
+        runtime.reactor.wakeup()
     }
 
     /// Joins `thread`, giving up at `deadline` (CLOCK_MONOTONIC ns); returns whether it joined.
