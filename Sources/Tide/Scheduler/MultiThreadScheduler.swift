@@ -609,7 +609,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     private func stealWork(_ worker: Worker) -> RunnableRef? {
         guard beginSearching(worker) else { return nil }
         let item = searchOthers(worker)
-        endSearching(worker)
+        endSearching(worker, found: item != nil)
         return item
     }
 
@@ -621,10 +621,17 @@ final class MultiThreadScheduler: @unchecked Sendable {
         return true
     }
 
-    private func endSearching(_ worker: Worker) {
-        if searching.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
-            // The last searcher found work: others may still be needed.
-            if !worker.queue.isEmpty { notify() }
+    /// Ends a search. The last searcher to stop after finding work wakes a parked worker if work
+    /// is still in sight: pushes made while it searched woke nobody (see `notify`), and what it
+    /// left in the global queue (it takes a share, which can be none) would otherwise wait for
+    /// it. One that found nothing checks for work itself before it parks.
+    private func endSearching(_ worker: Worker, found: Bool) {
+        if searching.subtract(1, ordering: .sequentiallyConsistent).newValue == 0, found {
+            if !worker.queue.isEmpty || injectCount.load(ordering: .sequentiallyConsistent) > 0
+                || wokenCount.load(ordering: .sequentiallyConsistent) > 0
+            {
+                notify()
+            }
         }
     }
 
@@ -664,12 +671,13 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// than the others consume it does not pay a futex or eventfd wake per item.
     private func spinForWork(_ worker: Worker) -> RunnableRef? {
         guard beginSearching(worker) else { return nil }
-        defer { endSearching(worker) }
+        var found: RunnableRef? = nil
+        defer { endSearching(worker, found: found != nil) }
         let deadline = monotonicNanoseconds() &+ Self.spinNanoseconds
         var rounds = 0
         while !stopping.load(ordering: .relaxed) {
-            if let item = popWoken() { return item }
-            if let item = searchOthers(worker) { return item }
+            found = popWoken() ?? searchOthers(worker)
+            if found != nil { return found }
             rounds &+= 1
             if rounds & 7 == 0 && monotonicNanoseconds() > deadline { return nil }
             for _ in 0..<32 { ctide_spin_hint() }
