@@ -750,6 +750,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
             .exchanged
         {
             worker.inDriver.store(true, ordering: .releasing)
+            // Against `notify`'s fence: a pusher that reads `inDriver` false (and so writes no
+            // eventfd wake) must have pushed before `hasWork` below looks. Without it the store
+            // and those loads form a store-buffering pair that only the wheel's lock (taken in
+            // `nanosecondsUntilNext`) happened to order.
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
             var timeout = runtime.timers.nanosecondsUntilNext() ?? -1
             if worker.isSpare || anyWorkerStalled() {
                 timeout = timeout < 0 ? 10_000_000 : min(timeout, 10_000_000)
