@@ -33,7 +33,11 @@
  Concurrency: one mutex guards the wheel and every entry's fields (links, deadline, waker, state).
  Entries are not retained by the wheel: an entry that is deallocated removes itself in `deinit`
  (taking the mutex first), and the wheel touches entries only while holding the mutex. Firing
- takes each entry's waker out under the mutex and wakes them after unlocking.
+ takes each entry's waker out under the mutex and wakes them after unlocking. The last write to a
+ fired entry, still under the mutex, is its atomic `isFired` flag (release): once it reads true
+ (acquire), the entry is out of the wheel for good and nothing of it is touched again, so its
+ next poll and its `deinit` skip the mutex. A sleep that completes costs two lock round trips
+ fewer, and the firing thread no longer waits for those of every sleeper it woke.
 */
 
 #if canImport(Glibc)
@@ -65,6 +69,8 @@ final class TimerEntry: @unchecked Sendable {
     @exclusivity(unchecked) var next: Unmanaged<TimerEntry>?
     @exclusivity(unchecked) var previous: Unmanaged<TimerEntry>?
     @exclusivity(unchecked) var waker: Waker?
+    /// Set (under the lock, last) when `state` becomes `fired`; read without the lock.
+    let isFired = Atomic<Bool>(false)
 
     init(wheel: TimerWheel, deadlineNanoseconds: UInt64) {
         self.wheel = wheel
@@ -72,12 +78,21 @@ final class TimerEntry: @unchecked Sendable {
     }
 
     deinit {
+        // Fired: unlinked and its waker taken; the wheel never touches it again.
+        if isFired.load(ordering: .acquiring) { return }
         wheel.remove(self)
     }
 
     /// Ready once the deadline passed; otherwise stores the task's waker and arms the timer.
     func poll(_ context: inout Context) -> Poll<Void> {
-        wheel.poll(self, &context)
+        if isFired.load(ordering: .acquiring) { return .ready(()) }
+        return wheel.poll(self, &context)
+    }
+
+    /// Under the wheel's lock: the entry is unlinked and its waker taken. The last write to it.
+    fileprivate func markFired() {
+        state = .fired
+        isFired.store(true, ordering: .releasing)
     }
 }
 
@@ -172,7 +187,7 @@ final class TimerWheel: @unchecked Sendable {
                 let tick = tick(forDeadline: entry.deadlineNanoseconds)
                 if tick <= currentTick() {
                     // Already due (this covers zero and negative durations): never enters the wheel.
-                    entry.state = .fired
+                    entry.markFired()
                     return .ready(())
                 }
                 entry.tick = tick
@@ -192,8 +207,9 @@ final class TimerWheel: @unchecked Sendable {
     func remove(_ entry: TimerEntry) {
         let waker: Waker? = lock.withLock {
             if entry.state == .linked { unlink(entry) }
-            entry.state = .fired
-            return entry.waker.take()
+            let waker = entry.waker.take()
+            entry.markFired()
+            return waker
         }
         _ = consume waker
     }
@@ -361,8 +377,9 @@ final class TimerWheel: @unchecked Sendable {
                         entry.previous = nil
                         count -= 1
                         if entry.tick <= nowTick && fired.count < Self.fireBatch {
-                            entry.state = .fired
-                            if let waker = entry.waker.take() { fired.append(waker.intoRaw()) }
+                            let waker = entry.waker.take()
+                            entry.markFired()
+                            if let waker { fired.append(waker.intoRaw()) }
                         } else {
                             // Not due (cascades to a lower level), or due with the batch full:
                             // a higher-level slot is emptied whole, so that no entry of a lower
