@@ -66,7 +66,13 @@ final class ContinuationWaker: @unchecked Sendable {
                 if exchanged { return }
                 current = original
             default:
-                return
+                // Already notified. Still a read-modify-write (it changes nothing): the task's
+                // reset in `pollToCompletion` then either reads this wake, and so sees what
+                // preceded it (a cancellation), or comes after it and is what it reads.
+                let (exchanged, original) = state.compareExchange(
+                    expected: current, desired: current, ordering: .acquiringAndReleasing)
+                if exchanged { return }
+                current = original
             }
         }
     }
@@ -155,8 +161,13 @@ nonisolated(nonsending) func pollToCompletion<F: Future>(
     // The executor-inheriting forms: see "Suspending without hops" at the top of this file.
     return await _unsafeInheritExecutor_withTaskCancellationHandler {
         while true {
+            // Reset the wake state before looking at cancellation, with a read-modify-write:
+            // the other order let a cancel land in between (its handler's wake then erased by the
+            // reset), and a plain store could pass the `isCancelled` load (store buffering).
+            // Now either the handler's wake follows this exchange (and the suspend below sees it)
+            // or this exchange reads it, which orders the cancel before the check.
+            _ = box.state.exchange(ContinuationWaker.idle, ordering: .acquiringAndReleasing)
             if cancellable && Task.isCancelled { return nil }
-            box.state.store(ContinuationWaker.idle, ordering: .releasing)
             // The adapter spent this await's coop unit above; the leaf must not yield again
             // inside the same job (it would be polled again at once, forever).
             let outcome = Coop.withUnlimitedBudget { future.poll(&context) }
