@@ -195,6 +195,24 @@ struct BlockingPoolTests {
         #expect(pool.metrics.completedJobs == 3)
     }
 
+    /// A negative timeout under a second used to make a `tv_nsec` below zero, on which
+    /// `pthread_cond_timedwait` fails at once without unlocking: shutdown spun for ever holding
+    /// the pool's lock. It only checks now, like any timeout that has passed.
+    @Test func aNegativeSubSecondShutdownTimeoutOnlyChecks() throws {
+        try withWatchdog("aNegativeSubSecondShutdownTimeoutOnlyChecks") {
+            for timeout in [Duration.milliseconds(-999), .nanoseconds(-999_999_999), .milliseconds(-1)] {
+                let pool = try BlockingPool(maximumThreads: 1, queueCapacity: 4)
+                let gate = ThreadGate()
+                let running = try pool.submit { gate.pass() }
+                #expect(waitUntil { pool.metrics.runningJobs == 1 })
+                #expect(!pool.shutdown(timeout: timeout))
+                gate.open()
+                #expect(try blockOn(running).get())
+                #expect(pool.shutdown(timeout: .seconds(30)))
+            }
+        }
+    }
+
     @Test func idleThreadsRetireAfterKeepAlive() throws {
         let pool = try BlockingPool(maximumThreads: 4, keepAlive: .milliseconds(50))
         defer { pool.shutdown() }

@@ -261,10 +261,13 @@ fileprivate struct BlockingPoolDeadline {
     init(after duration: Duration) {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        let components = duration.components
+        // A negative duration under a second has 0 seconds and negative attoseconds: clamped
+        // whole, or the `tv_nsec` could come out negative, which `pthread_cond_timedwait`
+        // rejects with EINVAL at once, without waiting or unlocking.
+        let components = duration > .zero ? duration.components : (seconds: 0, attoseconds: 0)
         let century: Int64 = 100 * 365 * 24 * 3600
-        var seconds = Swift.min(Swift.max(components.seconds, 0), century)
-        var nanoseconds = components.seconds < 0 ? 0 : components.attoseconds / 1_000_000_000
+        var seconds = Swift.min(components.seconds, century)
+        var nanoseconds = components.attoseconds / 1_000_000_000
         nanoseconds += Int64(now.tv_nsec)
         seconds += Int64(now.tv_sec)
         if nanoseconds >= 1_000_000_000 {
@@ -482,7 +485,8 @@ final class BlockingPoolState: @unchecked Sendable {
         while threadsAlive > 0 || (joining && !joined) {
             if time == nil {
                 pthread_cond_wait(exited, lock.mutex)
-            } else if pthread_cond_timedwait(exited, lock.mutex, &time!) == ETIMEDOUT {
+            } else if pthread_cond_timedwait(exited, lock.mutex, &time!) != 0 {
+                // ETIMEDOUT (or EINVAL, which would return at once forever: give up either way).
                 let done = threadsAlive == 0 && (!joining || joined)
                 if !done {
                     pthread_mutex_unlock(lock.mutex)
