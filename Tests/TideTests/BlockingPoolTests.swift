@@ -195,6 +195,26 @@ struct BlockingPoolTests {
         #expect(pool.metrics.completedJobs == 3)
     }
 
+    /// Only jobs that find every thread busy count against the queue's capacity: jobs handed to
+    /// a thread just started, or to an idle thread not awake yet, do not (they used to, so a
+    /// second submit right after the first was refused as full three times in four).
+    @Test func jobsOnTheirWayToAThreadDoNotFillTheQueue() throws {
+        let pool = try BlockingPool(maximumThreads: 4, keepAlive: .seconds(60), queueCapacity: 1)
+        defer { pool.shutdown() }
+        for round in 0..<2 {
+            // Round 0 starts four threads; round 1 finds them idle and notifies them.
+            let gate = ThreadGate()
+            let handles = try (0..<5).map { _ in try pool.submit { gate.pass() } }
+            #expect(throws: BlockingPoolError.queueFull(capacity: 1)) {
+                try pool.submit { false }
+            }
+            #expect(pool.metrics.rejectedJobs == round + 1)
+            gate.open()
+            for handle in handles { #expect(try blockOn(handle).get()) }
+            #expect(waitUntil { pool.metrics.idleThreads == 4 })
+        }
+    }
+
     /// A negative timeout under a second used to make a `tv_nsec` below zero, on which
     /// `pthread_cond_timedwait` fails at once without unlocking: shutdown spun for ever holding
     /// the pool's lock. It only checks now, like any timeout that has passed.

@@ -8,14 +8,18 @@
  idle thread early nor keeps it forever: `work` (idle threads wait here for a job) and `exited`
  (shutdown waits here for the last thread). The lock is never held while a job runs.
 
- Submit (any thread, lock held): refuse if shutting down or if the queue holds `queueCapacity`
- jobs (the closure is not run, the caller gets the error). Otherwise:
+ Submit (any thread, lock held): refuse if shutting down (the closure is not run, the caller
+ gets the error). Otherwise:
    - an idle thread exists: push the job, move one thread from `idle` to `notified` (so that a
      second submit before that thread wakes does not count it again) and signal `work`;
    - else fewer than `maximumThreads` threads live: start one (pthread_create under the lock; the
-     new thread blocks on the lock until the submit returns) and push the job; if the thread
-     cannot be started and no thread lives to take the job, the submit fails instead;
-   - else push the job: a busy thread takes it when it finishes its current one.
+     new thread blocks on the lock until the submit returns), count it in `starting` until it
+     first takes the lock, and push the job; if the thread cannot be started and no thread lives
+     to take the job, the submit fails instead;
+   - else every thread is busy: refuse if `queueCapacity` jobs already wait for one, else push
+     the job: a busy thread takes it when it finishes its current one. Jobs waiting for a busy
+     thread are the queued ones beyond the `notified + starting` threads already on their way
+     to the queue, so a burst of submits that wakes or starts threads is never refused as full.
  So a queued job always has a thread that will look at the queue.
 
  Worker loop (lock held except while running a job): pop a job and run it; when the queue is
@@ -301,6 +305,8 @@ final class BlockingPoolState: @unchecked Sendable {
     private var idle = 0
     private var notified = 0
     private var running = 0
+    /// Threads started by a submit that have not taken the lock yet (each takes a queued job).
+    private var starting = 0
     private var completed = 0
     private var rejected = 0
     private var shuttingDown = false
@@ -353,10 +359,6 @@ final class BlockingPoolState: @unchecked Sendable {
         pthread_mutex_lock(lock.mutex)
         defer { pthread_mutex_unlock(lock.mutex) }
         if shuttingDown { throw .shutDown }
-        if queue.count >= queueCapacity {
-            rejected += 1
-            throw .queueFull(capacity: queueCapacity)
-        }
         if idle > 0 {
             idle -= 1
             notified += 1
@@ -365,10 +367,19 @@ final class BlockingPoolState: @unchecked Sendable {
             return
         }
         if threadsAlive < maximumThreads {
-            let started = startThread()
-            if case .failure(let error) = started, threadsAlive == 0 {
-                throw .threadStartFailed(error)
+            switch startThread() {
+            case .success:
+                starting += 1
+                queue.append(job)
+                return
+            case .failure(let error):
+                if threadsAlive == 0 { throw .threadStartFailed(error) }
             }
+        }
+        // Every thread is busy: the job waits for one, in the bounded part of the queue.
+        if queue.count - notified - starting >= queueCapacity {
+            rejected += 1
+            throw .queueFull(capacity: queueCapacity)
         }
         queue.append(job)
     }
@@ -398,6 +409,7 @@ final class BlockingPoolState: @unchecked Sendable {
     private func workerMain(id: Int) {
         nameThisThread()
         pthread_mutex_lock(lock.mutex)
+        starting -= 1
         while true {
             if !queue.isEmpty {
                 var job = queue.popFirst()
