@@ -329,6 +329,31 @@ struct TimeTests {
         #expect(runtime.metrics.timersArmed == 0)
     }
 
+    /// Durations beyond the ~292 years an `Int64` of nanoseconds holds saturate: "forever"
+    /// (`.seconds(Int64.max)`) is the latest instant, not one wrapped into the past, so such a
+    /// sleep does not end at once and such a timeout does not fire at once.
+    @Test func durationsTooLongForTheClockMeanForever() throws {
+        let now = TideClock.Instant.now
+        #expect(now.advanced(by: .seconds(Int64.max)).nanoseconds == Int64.max)
+        #expect(now.advanced(by: .seconds(400 * 365 * 86_400)) > now)
+        #expect(TideClock.Instant(nanoseconds: -5).advanced(by: .seconds(Int64.min)).nanoseconds == .min)
+        #expect(TideClock.Instant(nanoseconds: .min).duration(to: now) == .nanoseconds(Int64.max))
+        let runtime = try Runtime.currentThread()
+        try runtime.run {
+            await #expect(throws: TimeoutError.self) {
+                try await Tide.timeout(.milliseconds(20)) {
+                    try await Tide.sleep(for: .seconds(Int64.max))
+                }
+            }
+            let value = try await Tide.timeout(.seconds(Int64.max)) { () async throws -> Int in
+                try await Tide.sleep(for: .milliseconds(5))
+                return 7
+            }
+            #expect(value == 7)
+        }
+        #expect(runtime.metrics.timersArmed == 0)
+    }
+
     @Test func outsideARuntimeTimeIsATypedError() async {
         await #expect(throws: RuntimeError.noCurrentRuntime) { try await Tide.sleep(for: .milliseconds(1)) }
         #expect(throws: RuntimeError.noCurrentRuntime) { try Tide.interval(every: .seconds(1)) }

@@ -160,7 +160,8 @@ final class TimerWheel: @unchecked Sendable {
     func tick(forDeadline nanoseconds: UInt64) -> UInt64 {
         if nanoseconds <= originNanoseconds { return 0 }
         let delta = nanoseconds - originNanoseconds
-        return (delta + Self.tickNanoseconds - 1) / Self.tickNanoseconds
+        // Rounded up without `delta + tick - 1`, which overflows for the farthest deadlines.
+        return delta / Self.tickNanoseconds + (delta % Self.tickNanoseconds == 0 ? 0 : 1)
     }
 
     /// The current tick (rounded down).
@@ -216,8 +217,10 @@ final class TimerWheel: @unchecked Sendable {
 
     private func levelAndSlot(for tick: UInt64) -> (Int, Int) {
         // Deadlines past the wheel's range are parked in its last level and re-inserted when
-        // that slot comes up.
-        let target = min(max(tick, elapsed), elapsed + Self.range - 1)
+        // that slot comes up. The cap keeps `elapsed`'s bits above the range (`elapsed + range
+        // - 1` did not: it could differ from `elapsed` in the bit just above the top level, and
+        // a deadline ~300 years away indexed a level that does not exist).
+        let target = min(max(tick, elapsed), elapsed | (Self.range - 1))
         let differing = target ^ elapsed
         if differing >> UInt64(Self.level0Bits) == 0 {
             return (0, Int(target & UInt64(Self.slots(0) - 1)))

@@ -153,8 +153,9 @@ extension Tide {
                 guard let runtime = GlobalExecutorState.installed else {
                     return original(delay, job)
                 }
-                let deadline = monotonicNanoseconds() &+ delay
-                DelayedJob.schedule(job, on: runtime, deadlineNanoseconds: deadline)
+                // Saturating: a huge delay is "never", not a deadline wrapped into the past.
+                let (sum, overflow) = monotonicNanoseconds().addingReportingOverflow(delay)
+                DelayedJob.schedule(job, on: runtime, deadlineNanoseconds: overflow ? .max : sum)
             }
             deadline.pointee = { seconds, nanoseconds, toleranceSeconds, toleranceNanoseconds, clock, job, original in
                 guard let runtime = GlobalExecutorState.installed else {
@@ -164,9 +165,14 @@ extension Tide {
                 // Swift's clock ids: 1 = ContinuousClock (CLOCK_BOOTTIME on Linux),
                 // 2 = SuspendingClock (CLOCK_MONOTONIC).
                 let source = clock == 1 ? CLOCK_BOOTTIME : CLOCK_MONOTONIC
-                let target = seconds &* 1_000_000_000 &+ nanoseconds
-                let remaining = max(target &- clockNanoseconds(source), 0)
-                let deadline = monotonicNanoseconds() &+ UInt64(remaining)
+                // Saturating throughout: a far deadline is "never", not one wrapped into the past.
+                let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+                let (target, overflow2) = scaled.addingReportingOverflow(nanoseconds)
+                let (left, overflow3) = target.subtractingReportingOverflow(clockNanoseconds(source))
+                let remaining: Int64 =
+                    overflow || overflow2 || overflow3 ? (seconds < 0 ? 0 : .max) : max(left, 0)
+                let (sum, overflow4) = monotonicNanoseconds().addingReportingOverflow(UInt64(remaining))
+                let deadline = overflow4 ? UInt64.max : sum
                 DelayedJob.schedule(job, on: runtime, deadlineNanoseconds: deadline)
             }
         }

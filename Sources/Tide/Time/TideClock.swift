@@ -1,5 +1,5 @@
 /// Tide's monotonic clock: CLOCK_MONOTONIC with nanosecond instants, sleeping on the current
-/// runtime's timing wheel (1 ms resolution; a sleep never ends early).
+/// runtime's timing wheel (250 µs resolution; a sleep never ends early).
 ///
 /// Use it wherever an API takes a `Clock` (`Task.sleep(for:clock:)`, swift-async-algorithms'
 /// debounce and throttle) so that those sleeps land on Tide's timers. Sleeping outside a Tide
@@ -16,12 +16,19 @@ public struct TideClock: Clock, Sendable {
         /// The current instant.
         public static var now: Instant { Instant(nanoseconds: Int64(monotonicNanoseconds())) }
 
+        /// Saturates instead of wrapping: `.now.advanced(by: .seconds(Int64.max))` is the latest
+        /// instant, not one in the past (a sleep or timeout for "ever" never ends at once).
         public func advanced(by duration: Duration) -> Instant {
-            Instant(nanoseconds: nanoseconds &+ duration.nanosecondsClamped)
+            let (sum, overflow) = nanoseconds.addingReportingOverflow(duration.nanosecondsClamped)
+            if overflow { return Instant(nanoseconds: duration > .zero ? .max : .min) }
+            return Instant(nanoseconds: sum)
         }
 
+        /// Saturates at the largest durations an `Int64` of nanoseconds holds.
         public func duration(to other: Instant) -> Duration {
-            .nanoseconds(other.nanoseconds &- nanoseconds)
+            let (difference, overflow) = other.nanoseconds.subtractingReportingOverflow(nanoseconds)
+            if overflow { return .nanoseconds(other.nanoseconds > nanoseconds ? Int64.max : .min) }
+            return .nanoseconds(difference)
         }
 
         public static func < (lhs: Instant, rhs: Instant) -> Bool {
@@ -37,11 +44,11 @@ public struct TideClock: Clock, Sendable {
     public var now: Instant { .now }
 
     /// The timing wheel's tick.
-    public var minimumResolution: Duration { .milliseconds(1) }
+    public var minimumResolution: Duration { .microseconds(250) }
 
     /// Sleeps until `deadline` on the current runtime's timers. Throws `CancellationError` if the
     /// task is cancelled first, or ``RuntimeError/noCurrentRuntime`` outside a runtime. A deadline
-    /// in the past returns at once. `tolerance` is ignored (the wheel's tick is 1 ms).
+    /// in the past returns at once. `tolerance` is ignored (the wheel's tick is 250 µs).
     public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
         try await Tide.sleep(until: deadline)
     }
