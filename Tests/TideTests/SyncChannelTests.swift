@@ -28,6 +28,32 @@ struct SyncChannelTests {
         #expect(throws: ChannelError.invalidCapacity(-3)) { try Channel<Int>.bounded(capacity: -3) }
     }
 
+    /// Many poll-based sends (kept alive by one `joinAll`) wait on a full channel while a Swift
+    /// consumer receives. A sender woken for a freed slot can hand its value straight to a
+    /// parked receive instead, which leaves the slot free: it must pass the wake on, or the next
+    /// sender waits for ever beside an empty buffer (before the fix, 13 of 64 values arrived).
+    /// A watchdog closes the channel after 10 s so that a lost wake fails instead of hanging.
+    @Test(arguments: [false, true])
+    func aSenderThatHandsOffPassesItsWakeOn(multiThread: Bool) throws {
+        let runtime = multiThread ? try Runtime.multiThread(workers: 2) : try Runtime.currentThread()
+        defer { runtime.shutdown() }
+        let count = 64
+        let (tx, rx) = try Channel<Int>.bounded(capacity: 1)
+        let received = try runtime.run { () async throws -> [Int] in
+            let sends = try runtime.spawn(joinAll((0..<count).map { tx.sendFuture($0) }))
+            let watchdog = Tide.spawn {
+                try? await Tide.sleep(for: .seconds(10))
+                tx.close()
+            }
+            var values: [Int] = []
+            while values.count < count, let value = try await rx.receive() { values.append(value) }
+            watchdog.cancel()
+            _ = try await sends.value
+            return values
+        }
+        #expect(received.sorted() == Array(0..<count))
+    }
+
     @Test func trySendReportsFullAndHandsTheValueBack() throws {
         let (tx, rx) = try Channel<Int>.bounded(capacity: 2)
         try tx.trySend(1)

@@ -159,7 +159,8 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
     }
 
     /// Under the lock: pushes `value` if there is room, else registers `waiter` (if any).
-    /// Returns the queued receiver to wake; the slot's receiver goes to `slotWake`.
+    /// Returns the queued receiver to wake (or, after a hand-off, the sender to pass a wake on
+    /// to); the slot's receiver goes to `slotWake`.
     @inlinable
     func sendLocked(
         _ value: Element, _ waiter: Waiter?, _ context: Context?, _ attempt: inout Attempt,
@@ -174,13 +175,22 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
             // A Swift receive is parked (so the buffer is empty): hand the value over.
             handoff = receiverSlot.takeParked()
             attempt = .done
-            if let waiter { senders.remove(waiter.node) }
-            return nil
+            guard let waiter else { return nil }
+            senders.remove(waiter.node)
+            // Woken for a slot that a receive freed, this send used the hand-off instead and left
+            // the slot free: pass the wake on, or the next sender waits while there is room.
+            guard waiter.node.signal == WaitNode.woken else { return nil }
+            waiter.node.signal = WaitNode.idle
+            return buffer.count < bound && !senders.isEmpty ? senders.wakeFirst() : nil
         }
         if buffer.count < bound {
             buffer.append(value)
             attempt = .done
-            if let waiter { senders.remove(waiter.node) }
+            if let waiter {
+                senders.remove(waiter.node)
+                // The wake (if any) is used: dropping the finished future must not pass it on.
+                waiter.node.signal = WaitNode.idle
+            }
             slotWake = receiverSlot.takeWaker()
             return receivers.isEmpty ? nil : receivers.wakeFirst()
         }
@@ -231,6 +241,7 @@ final class ChannelStorage<Element: Sendable>: WaitSource, @unchecked Sendable {
         }
         if let handoff {
             handoff.resume(returning: .element(value))
+            wake?.wake()
             return attempt
         }
         wake?.wake()
