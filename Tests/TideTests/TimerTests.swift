@@ -400,6 +400,40 @@ struct TimeTests {
         #expect(offsets[2] % 10 == 0 && offsets[2] >= 40)
     }
 
+    /// `.delay` shifts the schedule only when a tick was missed. Every tick is delivered a
+    /// little late (the wheel never fires early); that alone used to push each next tick back,
+    /// 28 ms behind schedule after 100 ticks of 5 ms. Wherever a tick was taken before the next
+    /// was due, the next tick must be exactly one period later; after a missed one (this
+    /// consumer misses one on purpose), later than that.
+    @Test func intervalDelayPolicyShiftsOnlyAfterAMissedTick() throws {
+        let runtime = try Runtime.currentThread()
+        let period = Duration.milliseconds(10)
+        let ticks = try runtime.run { () async throws -> [(scheduled: TideClock.Instant, delivered: TideClock.Instant)] in
+            var ticks: [(scheduled: TideClock.Instant, delivered: TideClock.Instant)] = []
+            var iterator = try Tide.interval(every: period, missedTickPolicy: .delay).makeAsyncIterator()
+            for index in 0..<12 {
+                guard let tick = await iterator.next() else { break }
+                ticks.append((tick, TideClock.Instant.now))
+                if index == 5 { try await Tide.sleep(for: .milliseconds(25)) }
+            }
+            return ticks
+        }
+        #expect(ticks.count == 12)
+        guard ticks.count == 12 else { return }
+        for index in 1..<ticks.count {
+            let previous = ticks[index - 1]
+            let onSchedule = previous.scheduled.advanced(by: period)
+            if onSchedule > previous.delivered {
+                // Taken before the next tick was due: nothing was missed.
+                #expect(ticks[index].scheduled == onSchedule)
+            } else {
+                #expect(ticks[index].scheduled >= onSchedule)
+            }
+        }
+        // The consumer came back from tick 5 after tick 6 was due and tick 7's time passed too.
+        #expect(ticks[7].scheduled > ticks[6].scheduled.advanced(by: period))
+    }
+
     @Test func intervalBurstPolicyDeliversMissedTicks() throws {
         let runtime = try Runtime.currentThread()
         let offsets = try runtime.run { () async throws -> [Int64] in

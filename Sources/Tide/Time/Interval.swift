@@ -6,7 +6,8 @@ public enum MissedTickPolicy: Sendable, Equatable {
     /// Deliver every missed tick at once, back to back, then continue on the original schedule.
     case burst
     /// Deliver one tick now and schedule the next one a full period after it (the schedule
-    /// shifts).
+    /// shifts). A tick that is only late, not missed (the next one is not due yet), keeps the
+    /// schedule: the timing wheel never fires early, so every tick is a little late.
     case delay
     /// Deliver the overdue tick now and drop the others that were missed; the next tick is the
     /// next one on the original schedule after now (like Go's `time.Ticker`). The default.
@@ -50,7 +51,8 @@ public struct Interval: AsyncSequence, Sendable {
             case .burst:
                 next = scheduled.advanced(by: period)
             case .delay:
-                next = Swift.max(scheduled, now).advanced(by: period)
+                let onSchedule = scheduled.advanced(by: period)
+                next = onSchedule <= now ? now.advanced(by: period) : onSchedule
             case .skip:
                 var candidate = scheduled.advanced(by: period)
                 if candidate <= now {
