@@ -93,6 +93,26 @@ struct SyncBarrierTests {
         }
         #expect(!other.isLeader)
     }
+
+    /// A waiter whose round the leader completed, cancelled before it ran again: its arrival
+    /// counted, so its wait passed; it used to throw `.cancelled` ("arrival taken back") while
+    /// the round had used it. The next round still needs two fresh arrivals.
+    @Test func aWaiterCancelledAfterItsRoundCompletedStillPasses() throws {
+        let runtime = try Runtime.currentThread()
+        let barrier = try Barrier(count: 2)
+        try runtime.run {
+            let waiter = Tide.spawn { try await barrier.wait() }
+            await Tide.yield()  // the waiter arrives and waits
+            let leader = try await barrier.wait()
+            #expect(leader.isLeader)
+            // The waiter is woken but has not run again (this task holds the only thread).
+            waiter.cancel()
+            let passed = try await waiter.value
+            #expect(!passed.isLeader)
+            var next = barrier.waitFuture()
+            #expect(!pollOnce(&next).isReady, "a new round starts from zero arrivals")
+        }
+    }
 }
 
 @Suite("Sync: OnceCell")

@@ -7,7 +7,9 @@
    generation (node.amount) and register; they complete once `generation` moved on.
  Cancellation: a waiter dropped before its generation completed is still queued; `abandon`
    unlinks it and takes its arrival back (arrived -= 1), so a cancelled task does not count
-   towards the barrier. After the generation completed there is nothing to undo.
+   towards the barrier. After the generation completed there is nothing to undo: the arrival
+   counted, so the async `wait()` decides under the lock (`leave`) whether a cancelled wait is
+   taken back (still queued: it throws) or had already passed (it returns, not cancelled).
 */
 
 /// Errors from ``Barrier``.
@@ -80,14 +82,29 @@ public final class Barrier: WaitSource, @unchecked Sendable {
     /// Cancel-safe in the sense that a cancelled wait takes its arrival back.
     /// - Throws: ``BarrierError/cancelled`` if the task is cancelled before the round completes.
     public nonisolated(nonsending) func wait() async throws(BarrierError) -> BarrierWaitResult {
-        do {
-            return try await waitFuture().waitCancellable()
-        } catch {
-            throw .cancelled
+        var future = waitFuture()
+        if let result = await pollToCompletion(&future, cancellable: true) { return result }
+        // Cancelled. A round that completed meanwhile counted this arrival: the wait passed.
+        if let waiter = future.waiter, let passed = leave(waiter) { return passed }
+        throw .cancelled
+    }
+
+    /// For a cancelled `wait()`: takes the arrival back if its round has not completed (nil),
+    /// else returns the result of the round it passed. Decided under the lock, against a leader
+    /// completing the round at the same moment.
+    func leave(_ waiter: Waiter) -> BarrierWaitResult? {
+        lock.withLock {
+            // Queued means waiting for its round; once the leader's `wakeAll` took it out, the
+            // round completed with this arrival in it.
+            guard waiter.node.isQueued else { return BarrierWaitResult(isLeader: false) }
+            waiters.remove(waiter.node)
+            arrived -= 1
+            return nil
         }
     }
 
-    /// The wait as a poll-based future. Dropping it before it completes takes the arrival back.
+    /// The wait as a poll-based future. Dropping it before its round completes takes the arrival
+    /// back; once the round completed, the arrival counted whether or not it was polled again.
     public func waitFuture() -> BarrierWaitFuture {
         BarrierWaitFuture(barrier: self)
     }
