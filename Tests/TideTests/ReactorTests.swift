@@ -195,6 +195,29 @@ struct ReactorTests {
         #expect(runtime.metrics.ioRegistrations == 0)
     }
 
+    /// A task waiting for readiness when another deregisters the fd gets an event that says so
+    /// (both directions, and every later wait too); it used to poll again, find nothing and
+    /// wait for ever for an event that could no longer come.
+    @Test func aWaiterSeesTheDeregistrationInsteadOfWaitingForEver() throws {
+        let runtime = try Runtime.currentThread()
+        let pipe = TestPipe()
+        try runtime.run {
+            let registration = try runtime.reactor.register(fd: pipe.readEnd)
+            // Bounded: without the deregistered flag the wait never ends, and the timeout fails it.
+            let waiter = Tide.spawn {
+                try await Tide.timeout(.seconds(10)) { try await registration.readiness(for: .readable) }
+            }
+            await Tide.yield()  // the waiter is parked
+            registration.deregister()
+            let event = try await waiter.value
+            #expect(event.readiness == .deregistered)
+            let later = try await registration.readiness(for: .writable)
+            #expect(later.readiness == .deregistered)
+            registration.clearReadiness(later)
+            #expect(registration.currentReadiness.contains(.deregistered))
+        }
+    }
+
     @Test func registeringABadFdIsATypedError() throws {
         let runtime = try Runtime.currentThread()
         #expect(throws: SystemError.self) { try runtime.reactor.register(fd: -1) }

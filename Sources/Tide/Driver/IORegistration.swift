@@ -41,10 +41,14 @@ public struct Readiness: OptionSet, Sendable, Hashable {
     public static let writeClosed = Readiness(rawValue: 1 << 3)
     /// The fd has a pending error (EPOLLERR).
     public static let error = Readiness(rawValue: 1 << 4)
+    /// The registration was removed (``IORegistration/deregister()``): no event will come, and
+    /// the fd may already be closed (its number reused): stop using it. Reported in both
+    /// directions and never cleared.
+    public static let deregistered = Readiness(rawValue: 1 << 5)
 
     static let all: Readiness = [.readable, .writable, .readClosed, .writeClosed, .error]
-    static let readSide: Readiness = [.readable, .readClosed, .error]
-    static let writeSide: Readiness = [.writable, .writeClosed, .error]
+    static let readSide: Readiness = [.readable, .readClosed, .error, .deregistered]
+    static let writeSide: Readiness = [.writable, .writeClosed, .error, .deregistered]
 }
 
 /// A readiness observation: the flags a task saw and the reactor tick at which it saw them, to
@@ -138,8 +142,9 @@ public final class IORegistration: @unchecked Sendable {
         return .pending
     }
 
-    /// Waits until the fd is ready for `interest` (or closed, or failed) and returns the event.
-    /// Throws `CancellationError` if the task is cancelled while waiting (nothing is consumed).
+    /// Waits until the fd is ready for `interest` (or closed, or failed, or deregistered) and
+    /// returns the event. Throws `CancellationError` if the task is cancelled while waiting
+    /// (nothing is consumed).
     public nonisolated(nonsending) func readiness(
         for interest: Interest
     ) async throws(CancellationError) -> ReadyEvent {
@@ -147,9 +152,11 @@ public final class IORegistration: @unchecked Sendable {
     }
 
     /// Clears the flags of `event` unless the reactor delivered a newer event since it was taken.
-    /// Call it after a read or write returned EAGAIN. Closed and error flags are never cleared.
+    /// Call it after a read or write returned EAGAIN. Closed, error and deregistered flags are
+    /// never cleared.
     public func clearReadiness(_ event: ReadyEvent) {
-        let clear = event.readiness.subtracting([.readClosed, .writeClosed, .error]).rawValue
+        let clear = event.readiness.subtracting([.readClosed, .writeClosed, .error, .deregistered])
+            .rawValue
         var current = state.load(ordering: .relaxed)
         while current >> Self.tickShift == event.tick {
             let next = current & ~clear
@@ -160,11 +167,14 @@ public final class IORegistration: @unchecked Sendable {
         }
     }
 
-    /// Removes the fd from the reactor. Waiting tasks are woken (and will see no readiness change,
-    /// so they should stop using the fd). Idempotent. Call it before closing the fd.
+    /// Removes the fd from the reactor. Waiting tasks are woken, and they and every later wait
+    /// see ``Readiness/deregistered``. Idempotent. Call it before closing the fd.
     public func deregister() {
         if deregistered.exchange(true, ordering: .acquiringAndReleasing) { return }
         reactor.deregister(self)
+        // Before the wakes: a woken waiter polls again and must find it, or it waits for an
+        // event that no longer comes.
+        state.bitwiseOr(Readiness.deregistered.rawValue, ordering: .acquiringAndReleasing)
         reader.wake()
         writer.wake()
     }

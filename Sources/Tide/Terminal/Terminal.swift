@@ -152,6 +152,10 @@ final class KeyReader {
                     end()
                     return
                 }
+                if observed?.readiness.contains(.deregistered) == true {
+                    end()
+                    return
+                }
             }
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
