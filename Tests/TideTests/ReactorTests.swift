@@ -218,6 +218,29 @@ struct ReactorTests {
         }
     }
 
+    /// A registration whose fd was closed without deregistering, and whose number a new
+    /// registration now uses: deregistering the old one must leave the new one's epoll entry
+    /// alone (it used to delete it, and the new registration never saw another event).
+    @Test func deregisteringAStaleFdNumberLeavesItsNewOwnerAlone() throws {
+        let runtime = try Runtime.currentThread()
+        let first = TestPipe()
+        let second = TestPipe()
+        try runtime.run {
+            let stale = try runtime.reactor.register(fd: first.readEnd)
+            // The number `first.readEnd` now names `second`'s read side (the old file is closed,
+            // which drops its epoll entry), as if a new fd had reused it.
+            #expect(dup2(second.readEnd, first.readEnd) == first.readEnd)
+            let current = try runtime.reactor.register(fd: first.readEnd)
+            stale.deregister()
+            second.write([7])
+            let event = try await Tide.timeout(.seconds(10)) {
+                try await current.readiness(for: .readable)
+            }
+            #expect(event.readiness.contains(.readable))
+            current.deregister()
+        }
+    }
+
     @Test func registeringABadFdIsATypedError() throws {
         let runtime = try Runtime.currentThread()
         #expect(throws: SystemError.self) { try runtime.reactor.register(fd: -1) }

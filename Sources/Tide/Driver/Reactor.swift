@@ -8,6 +8,11 @@
    thread blocked in `turn` returns at once. `turn` drains it.
  - Deregistration calls EPOLL_CTL_DEL at once but releases the registration at the start of the
    next `turn`, so events already returned by epoll_wait are never delivered to freed memory.
+ - `owners` maps each fd number to the registration that holds it in epoll. A registration whose
+   fd was closed before `deregister` (the kernel then dropped its epoll entry) no longer owns
+   the number once a new registration reused it, and its `deregister` leaves epoll alone: a
+   EPOLL_CTL_DEL there would remove the new registration's entry. Adding and deleting happen
+   under the lock, with the map.
  - Only one thread calls `turn` at a time (the runtime thread that owns the reactor, or the one
    worker that drives it); `register`, `deregister` and `wakeup` may be called from anywhere.
 */
@@ -30,6 +35,7 @@ public final class Reactor: @unchecked Sendable {
     // the last turn (released at the start of the next one).
     @exclusivity(unchecked) private var live: [ObjectIdentifier: IORegistration] = [:]
     @exclusivity(unchecked) private var pending: [IORegistration] = []
+    @exclusivity(unchecked) private var owners: [Int32: ObjectIdentifier] = [:]
     /// `live.count`, readable without the lock: a turn that must not block skips epoll when it is
     /// zero.
     private let liveCount = Atomic<Int>(0)
@@ -76,22 +82,30 @@ public final class Reactor: @unchecked Sendable {
         event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue
             | EPOLLET.rawValue
         event.data.u64 = UInt64(UInt(bitPattern: Unmanaged.passUnretained(registration).toOpaque()))
-        if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) < 0 {
-            throw SystemError.last("epoll_ctl(ADD fd \(fd))")
-        }
-        lock.withLock {
+        let error: SystemError? = lock.withLock {
+            if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) < 0 {
+                return SystemError.last("epoll_ctl(ADD fd \(fd))")
+            }
+            // An older owner of this number had its fd closed without deregistering.
+            owners[fd] = ObjectIdentifier(registration)
             live[ObjectIdentifier(registration)] = registration
             liveCount.store(live.count, ordering: .relaxed)
+            return nil
         }
+        if let error { throw error }
         return registration
     }
 
     func deregister(_ registration: IORegistration) {
-        var event = epoll_event()
-        // The fd may already be closed; the registration is dropped either way.
-        _ = epoll_ctl(epoll, EPOLL_CTL_DEL, registration.fd, &event)
+        let identity = ObjectIdentifier(registration)
         lock.withLock {
-            if let removed = live.removeValue(forKey: ObjectIdentifier(registration)) {
+            if owners[registration.fd] == identity {
+                owners[registration.fd] = nil
+                var event = epoll_event()
+                // The fd may already be closed (then there is no entry to delete).
+                _ = epoll_ctl(epoll, EPOLL_CTL_DEL, registration.fd, &event)
+            }
+            if let removed = live.removeValue(forKey: identity) {
                 pending.append(removed)
                 liveCount.store(live.count, ordering: .relaxed)
             }
