@@ -241,6 +241,22 @@ struct ReactorTests {
         }
     }
 
+    /// A registration kept after its runtime (and so its reactor) is gone can still be
+    /// deregistered: a no-op. It held the reactor `unowned(unsafe)`, and this read freed memory.
+    @Test func aRegistrationOutlivingItsRuntimeDeregistersSafely() throws {
+        let pipe = TestPipe()
+        var registration: IORegistration?
+        weak var weakReactor: Reactor?
+        do {
+            let runtime = try Runtime.currentThread()
+            weakReactor = runtime.reactor
+            registration = try runtime.reactor.register(fd: pipe.readEnd)
+        }
+        #expect(weakReactor == nil)
+        registration?.deregister()
+        #expect(registration?.currentReadiness == .deregistered)
+    }
+
     @Test func registeringABadFdIsATypedError() throws {
         let runtime = try Runtime.currentThread()
         #expect(throws: SystemError.self) { try runtime.reactor.register(fd: -1) }

@@ -18,7 +18,8 @@
 
  Lifetime: the reactor retains a registration from `register` until `deregister`; it releases it
  only at the start of its next turn, after EPOLL_CTL_DEL, so an event already fetched by
- epoll_wait never points at freed memory.
+ epoll_wait never points at freed memory. The registration refers to the reactor weakly, so one
+ kept after its runtime is gone can still be deregistered (as a no-op).
 */
 
 import Synchronization
@@ -86,7 +87,10 @@ public final class IORegistration: @unchecked Sendable {
     let reader = AtomicWaker()
     let writer = AtomicWaker()
     let deregistered = Atomic<Bool>(false)
-    unowned(unsafe) let reactor: Reactor
+    /// Weak: a registration may outlive its runtime (a key reader kept after `run` returned);
+    /// deregistering it then has nothing left to do. Unowned, that read freed memory; strong,
+    /// the reactor and the registrations it holds until `deregister` would keep each other.
+    weak var reactor: Reactor?
 
     init(fd: Int32, reactor: Reactor) {
         self.fd = fd
@@ -171,7 +175,7 @@ public final class IORegistration: @unchecked Sendable {
     /// see ``Readiness/deregistered``. Idempotent. Call it before closing the fd.
     public func deregister() {
         if deregistered.exchange(true, ordering: .acquiringAndReleasing) { return }
-        reactor.deregister(self)
+        reactor?.deregister(self)
         // Before the wakes: a woken waiter polls again and must find it, or it waits for an
         // event that no longer comes.
         state.bitwiseOr(Readiness.deregistered.rawValue, ordering: .acquiringAndReleasing)
