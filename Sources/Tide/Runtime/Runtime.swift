@@ -127,9 +127,14 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
         if let scheduler = multi {
             scheduler.runtime = self
             timers.onEarlierDeadline = { scheduler.timerArmedEarlier() }
-            // The workers keep the runtime alive until `shutdown()`.
+            do {
+                try scheduler.start()
+            } catch {
+                throw .system(error)
+            }
+            // The workers keep the runtime alive until `shutdown()` (set only once they run: a
+            // runtime whose threads could not start must be freed when `init` throws).
             keepAlive = self
-            scheduler.start()
         } else {
             timers.onEarlierDeadline = { [unowned self] in self.unparkForTimer() }
             local = RingBuffer(preallocated: ())
@@ -168,7 +173,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     ///
     /// The threads start at once and live until ``shutdown()``; a runtime that is never shut down
     /// lives until the process exits. Throws ``RuntimeError/invalidWorkerCount(_:)`` for
-    /// `workers < 1` and ``RuntimeError/system(_:)`` if epoll or the eventfd cannot be created.
+    /// `workers < 1` and ``RuntimeError/system(_:)`` if epoll or the eventfd cannot be created or
+    /// a thread cannot be started (those that did are stopped first).
     public static func multiThread(
         workers: Int? = nil,
         stallThreshold: Duration = .milliseconds(10),

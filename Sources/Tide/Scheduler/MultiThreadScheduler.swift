@@ -263,29 +263,53 @@ final class MultiThreadScheduler: @unchecked Sendable {
 
     // MARK: Starting and stopping
 
-    func start() {
+    /// Starts the workers and the monitor. If one cannot be started (`pthread_create` fails, for
+    /// example at a thread or pid limit), stops and joins those that did and throws.
+    func start() throws(SystemError) {
         if threadsStarted.exchange(true, ordering: .acquiringAndReleasing) { return }
-        for index in 0..<workerCount { startThread(workers[index]) }
-        let context = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&monitor, nil, { raw in
-            let scheduler = Unmanaged<MultiThreadScheduler>.fromOpaque(raw!).takeRetainedValue()
-            scheduler.monitorLoop()
-            return nil
-        }, context)
+        var started = 0
+        var failure: Int32 = 0
+        for index in 0..<workerCount {
+            failure = startThread(workers[index])
+            if failure != 0 { break }
+            started += 1
+        }
+        if failure == 0 {
+            let context = Unmanaged.passRetained(self).toOpaque()
+            failure = pthread_create(&monitor, nil, { raw in
+                let scheduler = Unmanaged<MultiThreadScheduler>.fromOpaque(raw!).takeRetainedValue()
+                scheduler.monitorLoop()
+                return nil
+            }, context)
+            if failure == 0 { return }
+            Unmanaged<MultiThreadScheduler>.fromOpaque(context).release()
+        }
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        for index in 0..<started { workers[index].parker.unpark() }
+        runtime.reactor.wakeup()
+        for index in 0..<started { pthread_join(workers[index].thread, nil) }
+        throw SystemError("pthread_create", code: failure)
     }
 
-    private func startThread(_ worker: Worker) {
+    /// Starts `worker`'s thread; returns `pthread_create`'s result (on failure the worker is left
+    /// inactive).
+    private func startThread(_ worker: Worker) -> Int32 {
         worker.active.store(true, ordering: .releasing)
         let box = Unmanaged.passRetained(WorkerStart(scheduler: self, worker: worker)).toOpaque()
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         if worker.isSpare { pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED)) }
-        pthread_create(&worker.thread, &attributes, { raw in
+        let result = pthread_create(&worker.thread, &attributes, { raw in
             let start = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
             start.scheduler.workerLoop(start.worker)
             return nil
         }, box)
         pthread_attr_destroy(&attributes)
+        if result != 0 {
+            Unmanaged<WorkerStart>.fromOpaque(box).release()
+            worker.active.store(false, ordering: .releasing)
+        }
+        return result
     }
 
     /// Stops every thread: workers finish the runnable they are running, then exit; queued poll
@@ -848,8 +872,13 @@ final class MultiThreadScheduler: @unchecked Sendable {
             let spare = workers[index]
             if spare.active.load(ordering: .acquiring) { continue }
             sparesActive.add(1, ordering: .acquiringAndReleasing)
+            if startThread(spare) != 0 {
+                // No thread (a thread or pid limit): nothing will take the count back, and
+                // shutdown waits for it to reach zero. The monitor tries again at its next look.
+                sparesActive.subtract(1, ordering: .acquiringAndReleasing)
+                return
+            }
             sparesStarted.add(1, ordering: .relaxed)
-            startThread(spare)
             return
         }
     }
