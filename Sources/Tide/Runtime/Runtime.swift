@@ -357,6 +357,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// as cancelled. The blocking pool finishes its queued jobs and its threads are joined.
     /// Called from one of the runtime's own tasks, it returns at once, since that thread cannot
     /// join itself: a helper thread does all of the above once the calling job has returned.
+    /// Only the first call shuts down; a later call returns true at once, even while the first
+    /// (or its helper thread) is still at work.
     public func shutdown() {
         shutdown(deadline: nil)
     }
