@@ -155,6 +155,38 @@ struct ShutdownRaceTests {
         #expect(weakRuntime == nil)
     }
 
+    /// The stall callback runs on the monitor thread, which `shutdown()` joins: called there, it
+    /// must return at once (a helper thread finishes once the stalled job ends), as from a
+    /// worker. It used to wait for the stalled worker, here for ever had the job not given up.
+    @Test func shutdownFromTheStallCallbackReturnsAtOnce() throws {
+        let holder = RuntimeHolder()
+        let returned = Gate()
+        let runtime = try Runtime.multiThread(
+            workers: 1, stallThreshold: .milliseconds(10),
+            onStall: { _ in
+                holder.runtime?.shutdown()
+                returned.set()
+            })
+        holder.runtime = runtime
+        let waiter = try runtime.spawn(pending(Int.self))
+        // Stalls its worker until the callback's shutdown returned (or 10 s: then it failed).
+        let spinner = try runtime.spawn(lazy { () -> Bool in
+            let limit = monotonicNanoseconds() + 10_000_000_000
+            while !returned.open.load(ordering: .acquiring), monotonicNanoseconds() < limit {}
+            return returned.open.load(ordering: .acquiring)
+        })
+        let limit = monotonicNanoseconds() + 20_000_000_000
+        while !(spinner.isFinished && waiter.isFinished), monotonicNanoseconds() < limit { usleep(1_000) }
+        #expect(spinner.isFinished)
+        #expect(waiter.isFinished)
+        holder.runtime = nil
+        var sawReturn = false
+        var spinnerCopy = spinner
+        var context = Context(waker: Waker.noop)
+        if case .ready(.success(let value)) = spinnerCopy.poll(&context) { sawReturn = value }
+        #expect(sawReturn)
+    }
+
     /// Swift tasks await, cancellably, a future that wakes itself until a flag stops it; the
     /// test thread sets the flag and cancels each task at a random moment. Every await must end:
     /// the loop around the poll used to check for cancellation before it reset its wake state,
@@ -204,4 +236,13 @@ private final class StartedIndex: Sendable {
     private let index = Atomic<Int>(-1)
     func record(_ value: Int) { index.store(value, ordering: .releasing) }
     var value: Int { index.load(ordering: .acquiring) }
+}
+
+/// Lets a callback made before the runtime reach it.
+private final class RuntimeHolder: Sendable {
+    private let stored = Synchronization.Mutex<Runtime?>(nil)
+    var runtime: Runtime? {
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
+    }
 }

@@ -383,9 +383,10 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     private func shutdown(deadline: UInt64?) -> Bool {
         if isShutDown.exchange(true, ordering: .acquiringAndReleasing) { return true }
         if let multi {
-            if multi.currentWorker != nil {
-                // Called by one of the runtime's own jobs, whose thread cannot join itself: a
-                // helper thread joins them all (this one once the job returns) and finishes.
+            if multi.isOwnThread {
+                // Called by one of the runtime's own jobs (or its stall callback), whose thread
+                // cannot join itself: a helper thread joins them all (this one once the job
+                // returns) and finishes.
                 multi.requestStop()
                 startShutdownHelper(multi, deadline: deadline)
                 return true

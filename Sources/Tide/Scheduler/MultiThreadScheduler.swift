@@ -261,6 +261,15 @@ final class MultiThreadScheduler: @unchecked Sendable {
         return worker.owner == selfAddress ? worker : nil
     }
 
+    /// Whether the caller is one of the threads `stop` joins (a worker, a spare, the monitor:
+    /// the stall callback runs there), which must not wait for them.
+    var isOwnThread: Bool {
+        currentWorker != nil || monitorThreadID.load(ordering: .acquiring) == ctide_thread_id()
+    }
+
+    /// The monitor thread's `ctide_thread_id()`, stored by the monitor itself; 0 before.
+    private let monitorThreadID = Atomic<UInt32>(0)
+
     // MARK: Starting and stopping
 
     /// Starts the workers and the monitor. If one cannot be started (`pthread_create` fails, for
@@ -820,6 +829,7 @@ final class MultiThreadScheduler: @unchecked Sendable {
     }
 
     private func monitorLoop() {
+        monitorThreadID.store(ctide_thread_id(), ordering: .releasing)
         let interval = max(stallThreshold / 4, 500_000)
         while !stopping.load(ordering: .acquiring) {
             monitorParker.park(timeoutNanoseconds: interval)
