@@ -388,17 +388,9 @@ final class BlockingPoolState: @unchecked Sendable {
     private func startThread() -> Result<Void, SystemError> {
         let id = nextThreadID
         nextThreadID += 1
-        let context = Unmanaged.passRetained(WorkerContext(state: self, id: id)).toOpaque()
         var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { raw in
-            let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-            context.state.workerMain(id: context.id)
-            return nil
-        }, context)
-        if result != 0 {
-            Unmanaged<WorkerContext>.fromOpaque(context).release()
-            return .failure(SystemError("pthread_create", code: result))
-        }
+        let result = spawnThread(&thread, detached: false) { self.workerMain(id: id) }
+        if result != 0 { return .failure(SystemError("pthread_create", code: result)) }
         threads[id] = thread
         threadsAlive += 1
         return .success(())
@@ -538,16 +530,5 @@ final class BlockingPoolState: @unchecked Sendable {
                 lastExited = nil
             }
         }
-    }
-}
-
-/// What a new worker thread receives: its pool and its key in the pool's thread map.
-private final class WorkerContext {
-    let state: BlockingPoolState
-    let id: Int
-
-    init(state: BlockingPoolState, id: Int) {
-        self.state = state
-        self.id = id
     }
 }

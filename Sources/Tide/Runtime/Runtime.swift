@@ -426,19 +426,8 @@ public final class Runtime: TaskExecutor, @unchecked Sendable {
     /// If no thread can be started, the threads still stop (they were told to), but what was
     /// queued or waiting stays as it is, and the runtime is not freed.
     private func startShutdownHelper(_ multi: MultiThreadScheduler, deadline: UInt64?) {
-        let helper = ShutdownHelper(runtime: self, multi: multi, deadline: deadline)
         var thread = pthread_t()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        let context = Unmanaged.passRetained(helper).toOpaque()
-        let result = pthread_create(&thread, &attributes, { raw in
-            let helper = Unmanaged<ShutdownHelper>.fromOpaque(raw!).takeRetainedValue()
-            helper.runtime.finishShutdown(helper.multi, deadline: helper.deadline)
-            return nil
-        }, context)
-        pthread_attr_destroy(&attributes)
-        if result != 0 { Unmanaged<ShutdownHelper>.fromOpaque(context).release() }
+        _ = spawnThread(&thread, detached: true) { self.finishShutdown(multi, deadline: deadline) }
     }
 
     /// Current-thread flavour, at shutdown: cancels the poll tasks in the global queue (and in
@@ -803,18 +792,5 @@ private final class SharedOutcome<T>: @unchecked Sendable {
             if let value = lock.withLock({ result }) { return value }
             parker.park()
         }
-    }
-}
-
-/// What the thread that finishes a shutdown begun inside a worker needs.
-private final class ShutdownHelper {
-    let runtime: Runtime
-    let multi: MultiThreadScheduler
-    let deadline: UInt64?
-
-    init(runtime: Runtime, multi: MultiThreadScheduler, deadline: UInt64?) {
-        self.runtime = runtime
-        self.multi = multi
-        self.deadline = deadline
     }
 }

@@ -284,14 +284,8 @@ final class MultiThreadScheduler: @unchecked Sendable {
             started += 1
         }
         if failure == 0 {
-            let context = Unmanaged.passRetained(self).toOpaque()
-            failure = pthread_create(&monitor, nil, { raw in
-                let scheduler = Unmanaged<MultiThreadScheduler>.fromOpaque(raw!).takeRetainedValue()
-                scheduler.monitorLoop()
-                return nil
-            }, context)
+            failure = spawnThread(&monitor, detached: false) { self.monitorLoop() }
             if failure == 0 { return }
-            Unmanaged<MultiThreadScheduler>.fromOpaque(context).release()
         }
         stopping.store(true, ordering: .sequentiallyConsistent)
         for index in 0..<started { workers[index].parker.unpark() }
@@ -304,20 +298,11 @@ final class MultiThreadScheduler: @unchecked Sendable {
     /// inactive).
     private func startThread(_ worker: Worker) -> Int32 {
         worker.active.store(true, ordering: .releasing)
-        let box = Unmanaged.passRetained(WorkerStart(scheduler: self, worker: worker)).toOpaque()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        if worker.isSpare { pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED)) }
-        let result = pthread_create(&worker.thread, &attributes, { raw in
-            let start = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
-            start.scheduler.workerLoop(start.worker)
-            return nil
-        }, box)
-        pthread_attr_destroy(&attributes)
-        if result != 0 {
-            Unmanaged<WorkerStart>.fromOpaque(box).release()
-            worker.active.store(false, ordering: .releasing)
+        // Spares are detached: nothing joins them (`stop` waits for `sparesActive` instead).
+        let result = spawnThread(&worker.thread, detached: worker.isSpare) {
+            self.workerLoop(worker)
         }
+        if result != 0 { worker.active.store(false, ordering: .releasing) }
         return result
     }
 
@@ -910,14 +895,6 @@ final class MultiThreadScheduler: @unchecked Sendable {
     var globalQueueDepth: Int { injectCount.load(ordering: .relaxed) }
 }
 
-private final class WorkerStart {
-    let scheduler: MultiThreadScheduler
-    let worker: Worker
-    init(scheduler: MultiThreadScheduler, worker: Worker) {
-        self.scheduler = scheduler
-        self.worker = worker
-    }
-}
 
 /// What the stall detector saw: a worker inside one job for too long.
 public struct StallReport: Sendable, Equatable, CustomStringConvertible {
