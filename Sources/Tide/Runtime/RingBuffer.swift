@@ -105,7 +105,14 @@ struct RingBuffer<Element> {
     /// Deinitializes the elements and frees the storage.
     @usableFromInline
     mutating func destroy() {
-        while popFirst() != nil {}
+        // In place, not through `popFirst`: the pop that empties a large ring would allocate
+        // the smaller storage that `releaseStorage` frees right after.
+        if let storage {
+            let firstRun = Swift.min(count, capacity - head)
+            (storage + head).deinitialize(count: firstRun)
+            if firstRun < count { storage.deinitialize(count: count - firstRun) }
+        }
+        count = 0
         releaseStorage()
     }
 }
